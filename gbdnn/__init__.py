@@ -1,0 +1,44 @@
+"""gbdnn: sparse deep-neural-network inference on GraphBLAS.
+
+Layers run as GraphBLAS semiring operations (python-graphblas over
+SuiteSparse:GraphBLAS): ``Y = X W + b`` is a ``plus_times`` matrix product,
+ReLU a ``select`` that keeps the activations sparse.
+
+>>> import gbdnn
+>>> model = gbdnn.Sequential([gbdnn.Linear(W1, b1), gbdnn.ReLU(), gbdnn.Linear(W2, b2)])
+>>> Y = model(X)   # doctest: +SKIP
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .dtypes import SUPPORTED as SUPPORTED_DTYPES
+from .errors import (
+    DTypeError,
+    FileFormatError,
+    GbdnnError,
+    MissingFileError,
+    NonFiniteError,
+    ShapeError,
+)
+from .layers import Layer, Linear, ReLU
+from .model import Sequential
+
+try:
+    __version__ = version("gbdnn")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0+unknown"
+
+__all__ = [
+    "SUPPORTED_DTYPES",
+    "DTypeError",
+    "FileFormatError",
+    "GbdnnError",
+    "Layer",
+    "Linear",
+    "MissingFileError",
+    "NonFiniteError",
+    "ReLU",
+    "Sequential",
+    "ShapeError",
+    "__version__",
+]

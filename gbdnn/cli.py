@@ -1,0 +1,173 @@
+"""The ``gbdnn`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from . import challenge
+from .envinfo import environment
+from .errors import GbdnnError
+from .io.graphchallenge import find_images, read_categories, read_images, read_layers, truth_path
+
+CHALLENGE_EXAMPLES = """\
+examples:
+  gbdnn challenge                          generated 1024-neuron, 120-layer network,
+                                           checked against a SciPy reference
+  gbdnn challenge --data ../shared/data/graphchallenge
+                                           the official files, checked against the truth
+  gbdnn challenge --data DIR --tile 50     1200 real images tiled to 60000 rows
+  gbdnn challenge --neurons 4096 --layers 30 --threads 2 --json
+"""
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``gbdnn``."""
+    parser = argparse.ArgumentParser(prog="gbdnn", description="Sparse DNN inference on GraphBLAS.")
+    parser.add_argument("--version", action="version", version=_version())
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    ch = commands.add_parser(
+        "challenge",
+        help="run the Sparse DNN Graph Challenge and report edges/s",
+        description="Run the Sparse DNN Graph Challenge inference, report edges/s "
+        "(inputs x total nnz(W) / inference time, file reading excluded) and check "
+        "the categories. Exit status 1 when they differ from the expected ones.",
+        epilog=CHALLENGE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ch.add_argument(
+        "--data", metavar="DIR", help="folder with the official files (default: generate a network)"
+    )
+    ch.add_argument(
+        "--neurons",
+        type=_positive,
+        default=1024,
+        help="neurons per layer: 1024, 4096, 16384 or 65536 (default 1024)",
+    )
+    ch.add_argument("--layers", type=_positive, default=120, help="layers (default 120)")
+    ch.add_argument(
+        "--inputs",
+        type=_positive,
+        default=10000,
+        help="generated input rows, without --data (default 10000)",
+    )
+    ch.add_argument(
+        "--tile",
+        type=_positive,
+        default=1,
+        metavar="K",
+        help="repeat the input rows K times (default 1)",
+    )
+    ch.add_argument("--threads", type=_positive, help="threads (default: all cores)")
+    ch.add_argument("--batch-size", type=_positive, help="rows per batch (default: automatic)")
+    ch.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    ch.add_argument("--seed", type=int, default=0, help="seed of the generated data")
+    ch.add_argument("--json", action="store_true", help="print one JSON object")
+    ch.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bars (default: when stderr is a terminal)",
+    )
+    return parser
+
+
+def _version() -> str:
+    from . import __version__
+
+    return f"gbdnn {__version__}"
+
+
+def _load(args: argparse.Namespace, progress: bool):
+    """Weights, inputs, expected categories (or None) and what they come from."""
+    if args.data:
+        weights = read_layers(
+            args.data, args.neurons, args.layers, dtype=args.dtype, progress=progress
+        )
+        x = read_images(find_images(args.data, args.neurons), args.neurons, dtype=args.dtype)
+        truth = truth_path(args.data, args.neurons, args.layers)
+        if truth is not None:
+            expected = read_categories(truth)
+            return weights, x, expected[expected < x.nrows], f"truth file {truth.name}"
+    else:
+        weights = challenge.radixnet(args.neurons, args.layers, seed=args.seed, dtype=args.dtype)
+        x = challenge.sparse_inputs(args.inputs, args.neurons, seed=args.seed, dtype=args.dtype)
+    return weights, x, None, "SciPy reference"
+
+
+def run_challenge(args: argparse.Namespace) -> int:
+    """``gbdnn challenge``: run, report, and return the exit status."""
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    bias = challenge.challenge_bias(args.neurons)
+    start = time.perf_counter()
+    weights, x, expected, source = _load(args, progress)
+    load_seconds = time.perf_counter() - start
+    if expected is None:  # independent reference on the untiled rows
+        expected = challenge.reference_categories(weights, bias, x)
+    model = challenge.challenge_model(weights, bias)
+    rows = x.nrows
+    x = challenge.tile_rows(x, args.tile)
+    expected = np.concatenate([expected + k * rows for k in range(args.tile)])
+    result = challenge.run(
+        model,
+        x,
+        expected=expected,
+        checked_against=source,
+        threads=args.threads,
+        batch_size=args.batch_size,
+        progress=progress,
+    )
+    if args.json:
+        out = result.to_dict()
+        out.update(
+            data=args.data or "generated",
+            tile=args.tile,
+            dtype=args.dtype,
+            load_seconds=load_seconds,
+            environment=environment(),
+        )
+        print(json.dumps(out, indent=2))
+    else:
+        print(
+            f"network      {result.neurons} neurons x {result.layers} layers, "
+            f"{result.nnz} weights ({args.data or 'generated RadiX-Net'})"
+        )
+        print(f"inputs       {result.inputs} rows ({rows} x tile {args.tile}), {args.dtype}")
+        print(f"read/built   {load_seconds:.2f} s (not timed)")
+        print(f"inference    {result.seconds:.3f} s on {result.threads} threads")
+        print(f"rate         {result.edges_per_second:.4g} edges/s")
+        verdict = "yes" if result.correct else "NO"
+        print(
+            f"categories   {result.categories.size} rows; equal to the {source} "
+            f"({result.expected.size} rows): {verdict}"
+        )
+    return 0 if result.correct else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``gbdnn`` command."""
+    args = build_parser().parse_args(argv)
+    try:
+        return run_challenge(args)
+    except (GbdnnError, ValueError) as exc:
+        print(f"gbdnn: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""GraphBLAS kernels of sparse DNN inference: the bottom of gbdnn.
+
+Every function takes and returns ``graphblas.Matrix`` objects whose rows are
+samples. Each GraphBLAS call runs on one thread (``nthreads=1``): gbdnn runs in
+parallel over row batches instead (see :mod:`gbdnn.runner`), which on the
+Graph Challenge workload is faster than SuiteSparse's own threading and keeps
+every floating-point sum in the same order whatever the batch size and thread
+count, so results are bit-identical.
+
+All calls use built-in types and semirings (``plus_times``, ``plus_plus``,
+``select.valuegt``, ``binary.plus``, ``binary.min``) so SuiteSparse runs its
+precompiled factory kernels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from graphblas import Matrix, Vector, binary, select, semiring
+
+_OPTS = {"nthreads": 1}
+
+
+def plus_times(x: Matrix, w: Matrix) -> Matrix:
+    """Return ``Z = X W`` over the ``plus_times`` semiring."""
+    # Z(i,j) = sum_k X(i,k) * W(k,j)
+    return x.mxm(w, semiring.plus_times).new(**_OPTS)
+
+
+def plus_times_full_bias(x: Matrix, w: Matrix, bias: np.ndarray) -> Matrix:
+    """Return ``Z = X W + 1 b'``: the bias reaches every entry, stored or not."""
+    nrows = x.nrows
+    # Z = 1 b' (full), then Z += X W in place (SuiteSparse's saxpy accumulate kernel)
+    z = Matrix.ss.import_fullr(
+        np.broadcast_to(bias, (nrows, bias.size)).copy(), take_ownership=True
+    )
+    z(binary.plus, **_OPTS) << x.mxm(w, semiring.plus_times)
+    return z
+
+
+def add_bias_stored(z: Matrix, bias: np.ndarray) -> None:
+    """In place, ``Z(i,j) += b(j)`` for the stored entries of ``Z`` only."""
+    if bias[0] == bias[-1] and (bias == bias[0]).all():
+        # Z(i,j) = Z(i,j) + b   (one bias for all columns)
+        z(**_OPTS) << z.apply(binary.plus, right=bias[0])
+    else:
+        # Z = Z (+.+) diag(b): each stored Z(i,j) meets only diag(b)(j,j)
+        d = Vector.from_dense(bias).diag()
+        z(**_OPTS) << z.mxm(d, semiring.plus_plus)
+
+
+def relu(z: Matrix) -> None:
+    """In place, ``Z = max(Z, 0)``, dropping every entry that is not positive."""
+    # Z<Z > 0> = Z, the rest removed
+    z(**_OPTS) << select.valuegt(z, 0)
+
+
+def relu_bias_stored(z: Matrix, bias: np.ndarray) -> None:
+    """In place, ``Z = max(Z + b, 0)`` with ``b`` added to stored entries only.
+
+    With one bias for all columns the comparison comes first: ``z > -b`` holds
+    exactly when the rounded ``z + b`` is positive, so only surviving entries
+    are shifted, and the result is bit-identical to adding first.
+    """
+    if bias[0] == bias[-1] and (bias == bias[0]).all():
+        # keep Z(i,j) > -b, then Z(i,j) += b
+        z(**_OPTS) << select.valuegt(z, -bias[0])
+        z(**_OPTS) << z.apply(binary.plus, right=bias[0])
+    else:
+        add_bias_stored(z, bias)
+        relu(z)
+
+
+def clip_max(z: Matrix, max_value: float) -> None:
+    """In place, ``Z(i,j) = min(Z(i,j), max_value)``."""
+    z(**_OPTS) << z.apply(binary.min, right=max_value)

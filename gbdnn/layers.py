@@ -1,0 +1,184 @@
+"""Layers: :class:`Linear` (``Y = X W + b``) and :class:`ReLU`.
+
+A layer keeps its parameters as GraphBLAS objects and offers two things: a
+call on user data (NumPy, SciPy or GraphBLAS, batched and threaded like
+:meth:`gbdnn.Sequential.predict`) and ``stage``, the function on GraphBLAS
+matrices that :class:`gbdnn.Sequential` chains. A Linear layer followed by a
+ReLU becomes one fused stage.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from graphblas import Matrix
+
+from . import kernels, runner
+from .convert import ArrayLike, family_of, to_matrix, to_vector
+from .dtypes import ValueType, value_type
+
+
+class Layer:
+    """Base class of gbdnn layers."""
+
+    #: Number of input features, or None when any width is accepted.
+    in_features: int | None = None
+
+    def output_width(self, in_features: int) -> int:
+        """Width of the output for an input of ``in_features`` columns."""
+        return in_features
+
+    def stage(self, following: Layer | None = None) -> tuple[runner.Stage, int]:
+        """The GraphBLAS function of this layer, and how many layers it consumes.
+
+        Parameters
+        ----------
+        following : Layer or None
+            The next layer in the model, which this one may fuse with.
+        """
+        raise NotImplementedError
+
+    def __call__(self, x: ArrayLike, **kwargs: Any) -> ArrayLike:
+        """Apply the layer to the rows of ``x``; see :meth:`gbdnn.Sequential.predict`."""
+        family_of(x, "X")
+        width = self.in_features or (x.shape[1] if len(x.shape) == 2 else 0)
+        out = self.output_width(width)
+        return runner.run(
+            [self.stage()[0]],
+            x,
+            in_features=width,
+            out_features=out,
+            max_width=max(width, out),
+            vtype=self._run_type(x),
+            **kwargs,
+        )
+
+    def _run_type(self, x: ArrayLike) -> ValueType:
+        """The value type to compute in: FP64 for FP64 data, FP32 otherwise."""
+        dtype = x.dtype.np_type if isinstance(x, Matrix) else x.dtype
+        return value_type("float64" if dtype == np.float64 else "float32")
+
+
+class ReLU(Layer):
+    """Rectified linear unit as a GraphBLAS ``select``: ``Y = min(max(X, 0), max_value)``.
+
+    Entries that are not positive are removed, not stored as zeros, so the
+    activations stay sparse.
+
+    Parameters
+    ----------
+    max_value : float, optional
+        Clip the output at this positive value (the Graph Challenge's YMAX = 32).
+    """
+
+    def __init__(self, max_value: float | None = None) -> None:
+        if max_value is not None:
+            if isinstance(max_value, bool) or not isinstance(max_value, (int, float, np.number)):
+                raise TypeError(f"max_value must be a number, got {type(max_value).__name__}")
+            if not math.isfinite(max_value) or max_value <= 0:
+                raise ValueError(f"max_value must be finite and positive, got {max_value}")
+        self.max_value = max_value
+
+    def stage(self, following: Layer | None = None) -> tuple[runner.Stage, int]:
+        def relu(z: Matrix) -> Matrix:
+            kernels.relu(z)
+            self._clip(z)
+            return z
+
+        return relu, 1
+
+    def _clip(self, z: Matrix) -> None:
+        if self.max_value is not None:
+            kernels.clip_max(z, self.max_value)
+
+    def __repr__(self) -> str:
+        return "ReLU()" if self.max_value is None else f"ReLU(max_value={self.max_value})"
+
+
+class Linear(Layer):
+    """Affine layer ``Y = X W + b`` on a sparse weight matrix.
+
+    Parameters
+    ----------
+    weight : numpy.ndarray, scipy.sparse matrix or graphblas.Matrix
+        Shape ``(in_features, out_features)``, as in the GraphBLAS DNN papers
+        (the transpose of ``torch.nn.Linear.weight``). Zeros are not stored.
+    bias : array_like, float or graphblas.Vector, optional
+        Length ``out_features``, or one number for every output.
+    dtype : {"float32", "float64"}, default "float32"
+        Value type of the weights and of the computation.
+
+    Attributes
+    ----------
+    weight : graphblas.Matrix
+        The weights, zeros dropped.
+    bias : numpy.ndarray or None
+        The bias, one entry per output feature.
+
+    Notes
+    -----
+    The bias reaches every output entry: a sample whose product ``X W`` has no
+    entry in column ``j`` still gets ``b(j)``. When every bias is zero, or
+    every bias is <= 0 and a :class:`ReLU` follows, adding the bias only to the
+    stored entries of ``X W`` gives the same result (a missing entry would
+    become ``max(b(j), 0) = 0``), and that faster path is taken automatically.
+    """
+
+    def __init__(self, weight: ArrayLike, bias: Any = None, *, dtype: str = "float32") -> None:
+        self.dtype = value_type(dtype)
+        self.weight = to_matrix(weight, self.dtype, "weight", drop_zeros=True)
+        self.in_features, self.out_features = self.weight.nrows, self.weight.ncols
+        self.bias = None if bias is None else to_vector(bias, self.out_features, self.dtype, "bias")
+
+    @property
+    def nnz(self) -> int:
+        """Number of stored weights."""
+        return self.weight.nvals
+
+    def output_width(self, in_features: int) -> int:
+        return self.out_features
+
+    def _run_type(self, x: ArrayLike) -> ValueType:
+        return self.dtype
+
+    def stage(self, following: Layer | None = None) -> tuple[runner.Stage, int]:
+        w = self.weight
+        b = self.bias if self.bias is not None and self.bias.any() else None
+        relu = following if isinstance(following, ReLU) else None
+        if relu is not None and (b is None or (b <= 0).all()):
+
+            def fused(z: Matrix) -> Matrix:
+                # Z = min(max(X W + b, 0), max_value), b on stored entries only (exact: b <= 0)
+                z = kernels.plus_times(z, w)
+                if b is None:
+                    kernels.relu(z)
+                else:
+                    kernels.relu_bias_stored(z, b)
+                relu._clip(z)
+                return z
+
+            return fused, 2
+        if b is None:
+
+            def affine(z: Matrix) -> Matrix:
+                # Z = X W
+                return kernels.plus_times(z, w)
+        else:
+
+            def affine(z: Matrix) -> Matrix:
+                # Z = X W + 1 b', the bias reaching every entry
+                return kernels.plus_times_full_bias(z, w, b)
+
+        if relu is None:
+            return affine, 1
+        relu_stage, _ = relu.stage()
+        return (lambda z: relu_stage(affine(z))), 2
+
+    def __repr__(self) -> str:
+        bias = "None" if self.bias is None else f"({self.out_features},)"
+        return (
+            f"Linear(in_features={self.in_features}, out_features={self.out_features}, "
+            f"nnz={self.nnz}, bias={bias}, dtype={self.dtype.name})"
+        )

@@ -1,0 +1,117 @@
+"""Batched, multi-threaded execution of a layer pipeline on user inputs.
+
+The rows of the input are cut into batches; each batch is converted to
+GraphBLAS, pushed through every stage and written into the result, so memory
+is bounded by ``threads`` batches in flight plus the result itself. Batches run
+in a thread pool (GraphBLAS releases the GIL), each GraphBLAS call on one
+thread, so results do not depend on ``batch_size`` or ``threads``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Literal
+
+import numpy as np
+from graphblas import Matrix
+from tqdm.auto import tqdm
+
+from .convert import ArrayLike, family_of, from_matrices, row_slice, rows_to_numpy, to_matrix
+from .dtypes import ValueType
+from .errors import ShapeError
+
+Stage = Callable[[Matrix], Matrix]
+Output = Literal["auto", "numpy", "scipy", "graphblas"]
+
+#: The automatic batch holds about this many activations (rows x widest layer).
+AUTO_BATCH_ENTRIES = 1 << 22
+_OUTPUTS = ("auto", "numpy", "scipy", "graphblas")
+
+
+def available_cores() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _positive_int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def plan_batches(nrows: int, batch_size: int, threads: int) -> list[tuple[int, int]]:
+    """Row ranges ``(start, stop)`` of at most ``batch_size`` rows.
+
+    Inputs smaller than ``threads`` batches are split into ``threads`` batches
+    anyway, so that every thread has work.
+    """
+    if nrows == 0:
+        return []
+    size = min(batch_size, -(-nrows // threads))
+    return [(start, min(start + size, nrows)) for start in range(0, nrows, size)]
+
+
+def run(
+    stages: Sequence[Stage],
+    x: ArrayLike,
+    *,
+    in_features: int,
+    out_features: int,
+    max_width: int,
+    vtype: ValueType,
+    batch_size: int | None = None,
+    threads: int | None = None,
+    output: Output = "auto",
+    check_finite: bool = True,
+    progress: bool = False,
+) -> ArrayLike:
+    """Run ``stages`` on the rows of ``x``; see :meth:`gbdnn.Sequential.predict`."""
+    family = family_of(x, "X")
+    if output not in _OUTPUTS:
+        raise ValueError(f"output must be one of {', '.join(_OUTPUTS)}, got {output!r}")
+    out_family = family if output == "auto" else output
+    threads = available_cores() if threads is None else _positive_int(threads, "threads")
+    if batch_size is None:
+        batch_size = max(1, AUTO_BATCH_ENTRIES // max_width)
+    batch_size = _positive_int(batch_size, "batch_size")
+    if getattr(x, "ndim", 2) != 2:
+        raise ShapeError(f"X must be two-dimensional (rows are samples), got shape {x.shape}")
+    if x.shape[1] != in_features:
+        raise ShapeError(f"X has {x.shape[1]} columns but the model expects {in_features}")
+    if family == "scipy":
+        x = x.tocsr()  # row slicing needs CSR; no copy if it already is
+
+    nrows = x.shape[0]
+    batches = plan_batches(nrows, batch_size, threads)
+    dense = np.zeros((nrows, out_features), vtype.numpy) if out_family == "numpy" else None
+    bar = tqdm(total=nrows, unit="row", disable=not progress, leave=False)
+
+    def one_batch(bounds: tuple[int, int]) -> Matrix | None:
+        start, stop = bounds
+        z = to_matrix(row_slice(x, start, stop), vtype, "X", check_finite=check_finite)
+        for stage in stages:
+            z = stage(z)
+        bar.update(stop - start)
+        if dense is None:
+            return z
+        rows_to_numpy(z, dense[start:stop])
+        return None
+
+    try:
+        if threads == 1 or len(batches) <= 1:
+            parts = [one_batch(b) for b in batches]
+        else:
+            with ThreadPoolExecutor(max_workers=threads) as pool:
+                parts = list(pool.map(one_batch, batches))
+    finally:
+        bar.close()
+    if dense is not None:
+        return dense
+    if not parts:
+        parts = [Matrix(vtype.graphblas, 0, out_features)]
+    return from_matrices(parts, out_family, like=x)
