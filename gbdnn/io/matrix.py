@@ -63,7 +63,7 @@ def _one_based(values: np.ndarray, path: Path, what: str, limit: int | None) -> 
     bad = np.flatnonzero((values != np.floor(values)) | ~np.isfinite(values))
     if bad.size:
         raise FileFormatError(
-            f"{path}: line {bad[0] + 1}: {what} index {values[bad[0]]!r} is not an integer"
+            f"{path}: line {bad[0] + 1}: {what} index {values[bad[0]]:g} is not an integer"
         )
     bad = np.flatnonzero(values < 1)
     if bad.size:

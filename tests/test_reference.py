@@ -1,0 +1,180 @@
+"""gbdnn against an independent NumPy reference on random models."""
+
+import itertools
+
+import graphblas as gb
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import gbdnn
+
+SIZES = (20, 30, 25, 10)
+TOL = {"float32": {"rtol": 2e-5, "atol": 2e-5}, "float64": {"rtol": 1e-12, "atol": 1e-12}}
+
+
+def random_weights(rng, n_in, n_out, density=0.3):
+    w = rng.normal(size=(n_in, n_out)) * (rng.random((n_in, n_out)) < density)
+    return w
+
+
+def random_bias(rng, n, kind):
+    return {
+        "none": None,
+        "negative": -rng.uniform(0.01, 1.0, n),
+        "positive": rng.uniform(0.01, 1.0, n),
+        "mixed": rng.normal(size=n),
+        "uniform": np.full(n, -0.25),
+    }[kind]
+
+
+def as_kind(w, kind):
+    if kind == "numpy":
+        return w
+    if kind == "scipy":
+        return sp.csr_matrix(w)
+    return gb.Matrix.from_dense(w, missing_value=0)
+
+
+def reference(x, weights, biases, clip=None):
+    """Y = relu(X W_1 + b_1) ... then a last Linear without ReLU, in float64 NumPy."""
+    y = np.asarray(x, dtype=np.float64)
+    for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
+        y = y @ w + (0 if b is None else b)
+        if i < len(weights) - 1:
+            y = np.maximum(y, 0)
+            if clip is not None:
+                y = np.minimum(y, clip)
+    return y
+
+
+def build(rng, weight_kind, bias_kind, dtype, clip=None):
+    weights = [random_weights(rng, a, b) for a, b in itertools.pairwise(SIZES)]
+    biases = [random_bias(rng, w.shape[1], bias_kind) for w in weights]
+    layers = []
+    for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
+        layers.append(gbdnn.Linear(as_kind(w, weight_kind), b, dtype=dtype))
+        if i < len(weights) - 1:
+            layers.append(gbdnn.ReLU(max_value=clip))
+    # the reference sees exactly the weights gbdnn stores
+    cast = [w.astype(dtype).astype(np.float64) for w in weights]
+    casted_b = [None if b is None else b.astype(dtype).astype(np.float64) for b in biases]
+    return gbdnn.Sequential(layers), cast, casted_b
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("bias_kind", ["none", "negative", "positive", "mixed", "uniform"])
+@pytest.mark.parametrize("weight_kind", ["numpy", "scipy", "graphblas"])
+@pytest.mark.parametrize("nrows", [1, 57])
+def test_matches_numpy_reference(weight_kind, bias_kind, dtype, nrows):
+    rng = np.random.default_rng(abs(hash((weight_kind, bias_kind, dtype, nrows))) % 2**32)
+    model, weights, biases = build(rng, weight_kind, bias_kind, dtype)
+    x = rng.normal(size=(nrows, SIZES[0])).astype(dtype)
+    expected = reference(x, weights, biases)
+
+    y = model(x, threads=1)
+    assert isinstance(y, np.ndarray) and y.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(y, expected, **TOL[dtype])
+
+    # batched and threaded runs give bit-identical results
+    for batch_size, threads in [(1, 1), (5, 2), (16, 2), (None, 2)]:
+        again = model(x, batch_size=batch_size, threads=threads)
+        np.testing.assert_array_equal(again, y)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_clipped_relu_and_sparse_inputs(dtype):
+    rng = np.random.default_rng(7)
+    model, weights, biases = build(rng, "scipy", "mixed", dtype, clip=0.5)
+    x = sp.random(200, SIZES[0], density=0.2, random_state=3, format="csr", dtype=dtype)
+    expected = reference(x.toarray(), weights, biases, clip=0.5)
+    y = model(x, batch_size=32, threads=2)
+    assert sp.issparse(y) and y.format == "csr" and isinstance(y, sp.spmatrix)
+    np.testing.assert_allclose(y.toarray(), expected, **TOL[dtype])
+
+
+def test_bias_reaches_entries_the_product_leaves_empty():
+    # column 1 of W is empty: X W has no entry there, the bias must still arrive
+    w = np.array([[1.0, 0.0], [2.0, 0.0]])
+    x = np.array([[1.0, 1.0], [0.0, 0.0]])
+    positive = gbdnn.Sequential([gbdnn.Linear(w, [0.5, 0.25], dtype="float64"), gbdnn.ReLU()])
+    np.testing.assert_array_equal(positive(x), [[3.5, 0.25], [0.5, 0.25]])
+    # a negative bias with no ReLU after it reaches every entry too
+    negative = gbdnn.Sequential([gbdnn.Linear(w, [-0.5, -0.25], dtype="float64")])
+    np.testing.assert_array_equal(negative(x), [[2.5, -0.25], [-0.5, -0.25]])
+    # ... and with a ReLU after it, the stored-entry fast path gives the same as NumPy
+    relu = gbdnn.Sequential([gbdnn.Linear(w, [-0.5, -0.25], dtype="float64"), gbdnn.ReLU()])
+    np.testing.assert_array_equal(relu(x), [[2.5, 0.0], [0.0, 0.0]])
+
+
+def test_relu_keeps_activations_sparse():
+    rng = np.random.default_rng(1)
+    w = rng.normal(size=(50, 40))
+    model = gbdnn.Sequential([gbdnn.Linear(w, -0.1), gbdnn.ReLU()])
+    x = rng.normal(size=(30, 50))
+    y = model(x, output="graphblas")
+    dense = np.maximum(x @ w - 0.1, 0)
+    assert y.nvals == np.count_nonzero(dense)  # no stored zeros
+    assert gb.select.valuele(y, 0).new().nvals == 0
+
+
+@pytest.mark.parametrize(
+    ("make", "family"),
+    [
+        (lambda x: x, np.ndarray),
+        (sp.csr_matrix, sp.csr_matrix),
+        (sp.csc_matrix, sp.csr_matrix),
+        (sp.coo_array, sp.csr_array),
+        (lambda x: gb.Matrix.from_dense(x, missing_value=0), gb.Matrix),
+    ],
+)
+def test_result_comes_back_in_the_input_family(make, family):
+    rng = np.random.default_rng(2)
+    w = rng.normal(size=(6, 4))
+    model = gbdnn.Sequential([gbdnn.Linear(w, 0.5, dtype="float64"), gbdnn.ReLU()])
+    x = rng.normal(size=(9, 6)) * (rng.random((9, 6)) < 0.5)
+    y = model(make(x))
+    assert type(y) is family
+    expected = np.maximum(x @ w + 0.5, 0)
+    dense = y.to_dense(fill_value=0) if isinstance(y, gb.Matrix) else y
+    dense = dense.toarray() if sp.issparse(dense) else dense
+    np.testing.assert_allclose(dense, expected, rtol=1e-12)
+    assert isinstance(model(make(x), output="numpy"), np.ndarray)
+    assert isinstance(model(make(x), output="graphblas"), gb.Matrix)
+    as_scipy = model(make(x), output="scipy")
+    assert sp.issparse(as_scipy) and as_scipy.format == "csr"
+
+
+def test_integer_and_bool_inputs_are_cast():
+    w = np.array([[1.0, 2.0], [3.0, 4.0]])
+    model = gbdnn.Sequential([gbdnn.Linear(w)])
+    np.testing.assert_array_equal(model(np.array([[1, 0], [1, 1]])), [[1, 2], [4, 6]])
+    np.testing.assert_array_equal(model(np.array([[True, False]])), [[1, 2]])
+
+
+def test_empty_input_gives_empty_output():
+    model = gbdnn.Sequential([gbdnn.Linear(np.eye(3)), gbdnn.ReLU()])
+    assert model(np.zeros((0, 3))).shape == (0, 3)
+    assert model(sp.csr_matrix((0, 3))).shape == (0, 3)
+
+
+def test_single_layers_can_be_called():
+    rng = np.random.default_rng(4)
+    w = rng.normal(size=(5, 3))
+    x = rng.normal(size=(4, 5))
+    np.testing.assert_allclose(gbdnn.Linear(w, 1.0, dtype="fp64")(x), x @ w + 1.0, rtol=1e-12)
+    np.testing.assert_array_equal(gbdnn.ReLU(max_value=0.5)(x), np.clip(x, 0, 0.5))
+
+
+def test_model_introspection():
+    rng = np.random.default_rng(5)
+    model, weights, _ = build(rng, "numpy", "none", "float32")
+    assert model.in_features == SIZES[0] and model.out_features == SIZES[-1]
+    assert model.nnz == sum(np.count_nonzero(w) for w in weights)
+    assert len(model) == 5 and isinstance(model[1], gbdnn.ReLU)
+    assert "Linear(in_features=20" in repr(model)
+
+
+def test_explicit_zeros_are_not_stored():
+    w = sp.csr_matrix((np.array([0.0, 2.0]), np.array([0, 1]), np.array([0, 1, 2])), shape=(2, 2))
+    assert gbdnn.Linear(w).nnz == 1
