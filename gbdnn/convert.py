@@ -13,7 +13,7 @@ from typing import Literal
 import graphblas as gb
 import numpy as np
 import scipy.sparse as sp
-from graphblas import Matrix, monoid, unary
+from graphblas import Matrix, monoid, select, unary
 
 from .dtypes import ValueType, check_real_dtype
 from .errors import DTypeError, NonFiniteError, ShapeError
@@ -94,7 +94,7 @@ def to_matrix(
             check_finite_matrix(x, name)
         m = x if x.dtype == vtype.graphblas else x.dup(vtype.graphblas)
         if drop_zeros:
-            m = gb.select.valuene(m, 0).new(nthreads=1)
+            m = select.valuene(m, 0).new(nthreads=1)
         return m
     if family == "scipy":
         csr = sp.csr_array(x)
@@ -113,18 +113,13 @@ def to_matrix(
         _check_values(x, name)
     else:
         check_real_dtype(x.dtype, name)
-    nnz = np.count_nonzero(x)
-    if drop_zeros or nnz <= SPARSE_INPUT_DENSITY * x.size:
-        rows, cols = np.nonzero(x)
-        return Matrix.from_coo(
-            rows,
-            cols,
-            x[rows, cols].astype(vtype.numpy, copy=False),
-            nrows=x.shape[0],
-            ncols=x.shape[1],
-            dtype=vtype.graphblas,
-        )
-    return Matrix.ss.import_fullr(np.ascontiguousarray(x, dtype=vtype.numpy), take_ownership=False)
+    values = np.ascontiguousarray(x, dtype=vtype.numpy)
+    # a cast or a contiguous copy is ours to hand over; the caller's array is copied
+    full = Matrix.ss.import_fullr(values, take_ownership=not np.shares_memory(values, x))
+    if drop_zeros or np.count_nonzero(values) <= SPARSE_INPUT_DENSITY * values.size:
+        # M<M != 0> = M: keep the nonzeros only
+        return select.valuene(full, 0).new(nthreads=1)
+    return full
 
 
 def to_vector(x: object, length: int, vtype: ValueType, name: str) -> np.ndarray:
