@@ -15,6 +15,7 @@ from .envinfo import environment
 from .errors import GbdnnError
 from .io.graphchallenge import find_images, read_categories, read_images, read_layers, truth_path
 
+DEFAULT_INPUTS = 10000
 CHALLENGE_EXAMPLES = """\
 examples:
   gbdnn challenge                          generated 1024-neuron, 120-layer network,
@@ -63,8 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     ch.add_argument(
         "--inputs",
         type=_positive,
-        default=10000,
-        help="generated input rows, without --data (default 10000)",
+        help=f"generated input rows, without --data (default {DEFAULT_INPUTS})",
     )
     ch.add_argument(
         "--tile",
@@ -76,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     ch.add_argument("--threads", type=_positive, help="threads (default: all cores)")
     ch.add_argument("--batch-size", type=_positive, help="rows per batch (default: automatic)")
     ch.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    ch.add_argument("--seed", type=int, default=0, help="seed of the generated data")
+    ch.add_argument(
+        "--seed", type=int, help="seed of the generated data, without --data (default 0)"
+    )
     ch.add_argument("--json", action="store_true", help="print one JSON object")
     ch.add_argument(
         "--progress",
@@ -96,6 +98,8 @@ def _version() -> str:
 def _load(args: argparse.Namespace, progress: bool):
     """Weights, inputs, expected categories (or None) and what they come from."""
     if args.data:
+        if args.inputs is not None or args.seed is not None:
+            raise ValueError("--inputs and --seed apply to generated data, not to --data")
         weights = read_layers(
             args.data, args.neurons, args.layers, dtype=args.dtype, progress=progress
         )
@@ -105,8 +109,10 @@ def _load(args: argparse.Namespace, progress: bool):
             expected = read_categories(truth)
             return weights, x, expected[expected < x.nrows], f"truth file {truth.name}"
     else:
-        weights = challenge.radixnet(args.neurons, args.layers, seed=args.seed, dtype=args.dtype)
-        x = challenge.sparse_inputs(args.inputs, args.neurons, seed=args.seed, dtype=args.dtype)
+        seed = args.seed or 0
+        inputs = args.inputs or DEFAULT_INPUTS
+        weights = challenge.radixnet(args.neurons, args.layers, seed=seed, dtype=args.dtype)
+        x = challenge.sparse_inputs(inputs, args.neurons, seed=seed, dtype=args.dtype)
     return weights, x, None, "SciPy reference"
 
 

@@ -98,7 +98,10 @@ def to_matrix(
         return m
     if family == "scipy":
         csr = sp.csr_array(x)
-        _check_values(csr.data, name) if check_finite else check_real_dtype(csr.dtype, name)
+        if check_finite:
+            _check_values(csr.data, name)
+        else:
+            check_real_dtype(csr.dtype, name)
         if drop_zeros and csr.nnz and not np.all(csr.data):
             csr = csr.copy()
             csr.eliminate_zeros()

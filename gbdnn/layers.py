@@ -43,7 +43,9 @@ class Layer:
     def __call__(self, x: ArrayLike, **kwargs: Any) -> ArrayLike:
         """Apply the layer to the rows of ``x``; see :meth:`gbdnn.Sequential.predict`."""
         family_of(x, "X")
-        width = self.in_features or (x.shape[1] if len(x.shape) == 2 else 0)
+        width = self.in_features
+        if width is None:
+            width = x.shape[1] if len(x.shape) == 2 else 0
         out = self.output_width(width)
         return runner.run(
             [self.stage()[0]],

@@ -116,6 +116,7 @@ def test_cli_exit_status_follows_the_truth(small_challenge, capsys):
     [
         (["--layers", "3"], "no file n1024-l3.tsv[.gz] for layer 3"),
         (["--neurons", "4096"], "no file n4096-l1.tsv"),
+        (["--inputs", "10"], "--inputs and --seed apply to generated data"),
     ],
 )
 def test_cli_reports_missing_files(small_challenge, capsys, argv, message):
@@ -130,3 +131,29 @@ def test_cli_rejects_bad_options(capsys):
     assert "must be at least 1" in capsys.readouterr().err
     assert main(["challenge", "--neurons", "1000"]) == 2
     assert "neurons must be one of 1024, 4096, 16384, 65536" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_real_data_full_size_workload(challenge_dir):
+    """The 1200 real images tiled to 60000 rows: 950 categories, 19 in every tile."""
+    weights = read_layers(challenge_dir, 1024, 120)
+    images = read_images(challenge_dir / "sparse-images-1024-first1200.tsv.gz", 1024)
+    truth = read_categories(challenge_dir / "neuron1024-l120-categories.tsv")
+    truth = truth[truth < images.nrows]
+    x = challenge.tile_rows(images, 50)
+    expected = np.concatenate([truth + k * images.nrows for k in range(50)])
+    result = challenge.run(challenge.challenge_model(weights, -0.3), x, expected=expected)
+    assert result.inputs == 60000 and result.categories.size == 950
+    assert result.correct
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_generated_4096_network_matches_reference(dtype):
+    weights = challenge.radixnet(4096, 120, seed=11, dtype=dtype)
+    x = challenge.sparse_inputs(2000, 4096, seed=11, dtype=dtype)
+    bias = challenge.challenge_bias(4096)
+    expected = challenge.reference_categories(weights, bias, x)
+    result = challenge.run(challenge.challenge_model(weights, bias), x, expected=expected)
+    assert 0 < expected.size < x.nrows
+    assert result.correct
