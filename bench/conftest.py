@@ -68,7 +68,7 @@ def pytest_terminal_summary(terminalreporter):
     tr.section("gbdnn benchmark summary (medians, same run)")
     tr.write_line(json.dumps(environment()))
     tr.write_line(
-        f"{'implementation':<28}{'threads':>8}{'median s':>11}{'edges/s':>12}{'gbdnn speed-up':>16}"
+        f"{'implementation':<28}{'threads':>8}{'median s':>11}{'edges/s':>12}{'time / gbdnn':>16}"
     )
     for r in RESULTS:
         ratio = f"{r['median_s'] / ref:.2f}x" if ref else "-"

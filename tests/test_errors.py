@@ -125,3 +125,10 @@ def test_inputs_are_not_modified(model):
     nvals = g.nvals
     model(g)
     assert g.nvals == nvals and np.array_equal(g.to_dense(fill_value=0), before)
+
+
+def test_graphblas_inputs_are_not_modified_by_in_place_stages():
+    g = gb.Matrix.from_dense(np.array([[-1.0, 2.0], [3.0, -4.0]]), missing_value=0)
+    gbdnn.ReLU()(g)
+    gbdnn.Sequential([gbdnn.ReLU(), gbdnn.Linear(np.eye(2), dtype="float64")])(g)
+    assert g.nvals == 4 and g[0, 0].new().value == -1.0
