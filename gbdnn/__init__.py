@@ -20,6 +20,7 @@ from .errors import (
     NonFiniteError,
     ShapeError,
 )
+from .io.modelfile import load, save
 from .layers import Layer, Linear, ReLU
 from .model import Sequential
 
@@ -41,4 +42,6 @@ __all__ = [
     "Sequential",
     "ShapeError",
     "__version__",
+    "load",
+    "save",
 ]

@@ -111,6 +111,8 @@ class Linear(Layer):
         Length ``out_features``, or one number for every output.
     dtype : {"float32", "float64"}, default "float32"
         Value type of the weights and of the computation.
+    name : str, optional
+        A label, e.g. to exclude the layer from pruning.
 
     Attributes
     ----------
@@ -128,7 +130,17 @@ class Linear(Layer):
     become ``max(b(j), 0) = 0``), and that faster path is taken automatically.
     """
 
-    def __init__(self, weight: ArrayLike, bias: Any = None, *, dtype: str = "float32") -> None:
+    def __init__(
+        self,
+        weight: ArrayLike,
+        bias: Any = None,
+        *,
+        dtype: str = "float32",
+        name: str | None = None,
+    ) -> None:
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a string, got {type(name).__name__}")
+        self.name = name
         self.dtype = value_type(dtype)
         self.weight = to_matrix(weight, self.dtype, "weight", drop_zeros=True)
         self.in_features, self.out_features = self.weight.nrows, self.weight.ncols
@@ -180,7 +192,8 @@ class Linear(Layer):
 
     def __repr__(self) -> str:
         bias = "None" if self.bias is None else f"({self.out_features},)"
+        name = "" if self.name is None else f"name={self.name!r}, "
         return (
-            f"Linear(in_features={self.in_features}, out_features={self.out_features}, "
+            f"Linear({name}in_features={self.in_features}, out_features={self.out_features}, "
             f"nnz={self.nnz}, bias={bias}, dtype={self.dtype.name})"
         )
