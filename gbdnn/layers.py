@@ -10,6 +10,7 @@ ReLU becomes one fused stage.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -21,10 +22,18 @@ from .dtypes import ValueType, value_type
 
 
 class Layer:
-    """Base class of gbdnn layers."""
+    """Base class of gbdnn layers.
+
+    Layers with weights set ``in_features``, ``dtype`` (a ValueType) and
+    ``nnz``; element-wise layers leave them at None / 0.
+    """
 
     #: Number of input features, or None when any width is accepted.
     in_features: int | None = None
+    #: Value type of the weights and outputs, or None for element-wise layers.
+    dtype: ValueType | None = None
+    #: Number of stored weights.
+    nnz: int = 0
 
     def output_width(self, in_features: int) -> int:
         """Width of the output for an input of ``in_features`` columns."""
@@ -159,36 +168,12 @@ class Linear(Layer):
 
     def stage(self, following: Layer | None = None) -> tuple[runner.Stage, int]:
         w = self.weight
-        b = self.bias if self.bias is not None and self.bias.any() else None
-        relu = following if isinstance(following, ReLU) else None
-        if relu is not None and (b is None or (b <= 0).all()):
-
-            def fused(z: Matrix) -> Matrix:
-                # Z = min(max(X W + b, 0), max_value), b on stored entries only (exact: b <= 0)
-                z = kernels.plus_times(z, w)
-                if b is None:
-                    kernels.relu(z)
-                else:
-                    kernels.relu_bias_stored(z, b)
-                relu._clip(z)
-                return z
-
-            return fused, 2
-        if b is None:
-
-            def affine(z: Matrix) -> Matrix:
-                # Z = X W
-                return kernels.plus_times(z, w)
-        else:
-
-            def affine(z: Matrix) -> Matrix:
-                # Z = X W + 1 b', the bias reaching every entry
-                return kernels.plus_times_full_bias(z, w, b)
-
-        if relu is None:
-            return affine, 1
-        relu_stage, _ = relu.stage()
-        return (lambda z: relu_stage(affine(z))), 2
+        return affine_stage(
+            lambda z: kernels.plus_times(z, w),
+            lambda z, b: kernels.plus_times_full_bias(z, w, b),
+            self.bias,
+            following,
+        )
 
     def __repr__(self) -> str:
         bias = "None" if self.bias is None else f"({self.out_features},)"
@@ -197,3 +182,63 @@ class Linear(Layer):
             f"Linear({name}in_features={self.in_features}, out_features={self.out_features}, "
             f"nnz={self.nnz}, bias={bias}, dtype={self.dtype.name})"
         )
+
+
+def check_name(name: object) -> str | None:
+    """Validate an optional layer name."""
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"name must be a string, got {type(name).__name__}")
+    return name
+
+
+def affine_stage(
+    product: Callable[[Matrix], Matrix],
+    product_plus_bias: Callable[[Matrix, np.ndarray], Matrix],
+    bias: np.ndarray | None,
+    following: Layer | None,
+) -> tuple[runner.Stage, int]:
+    """The stage of an affine layer ``Z = P(X) + b``, fused with a following ReLU.
+
+    Parameters
+    ----------
+    product : callable
+        ``X -> P(X)``, e.g. ``X W``.
+    product_plus_bias : callable
+        ``(X, b) -> P(X) + 1 b'`` with the bias reaching every entry.
+    bias : numpy.ndarray or None
+    following : Layer or None
+        The next layer; a ReLU is fused.
+
+    Notes
+    -----
+    The bias is added to stored entries only when that is exact: every bias
+    zero, or every bias <= 0 and a ReLU follows (a missing entry would become
+    ``max(b, 0) = 0``). Otherwise it reaches every entry.
+    """
+    b = bias if bias is not None and bias.any() else None
+    relu = following if isinstance(following, ReLU) else None
+    if relu is not None and (b is None or (b <= 0).all()):
+
+        def fused(z: Matrix) -> Matrix:
+            # Z = min(max(P(X) + b, 0), max_value), b on stored entries only (exact: b <= 0)
+            z = product(z)
+            if b is None:
+                kernels.relu(z)
+            else:
+                kernels.relu_bias_stored(z, b)
+            relu._clip(z)
+            return z
+
+        return fused, 2
+    if b is None:
+        affine = product
+    else:
+
+        def affine(z: Matrix) -> Matrix:
+            # Z = P(X) + 1 b', the bias reaching every entry
+            return product_plus_bias(z, b)
+
+    if relu is None:
+        return affine, 1
+    relu_stage, _ = relu.stage()
+    return (lambda z: relu_stage(affine(z))), 2

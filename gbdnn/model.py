@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from . import runner
 from .convert import ArrayLike
 from .errors import DTypeError, GbdnnError, ShapeError
-from .layers import Layer, Linear
+from .layers import Layer
 
 
 class Sequential:
@@ -37,16 +37,16 @@ class Sequential:
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
                 raise TypeError(f"layer {i} is a {type(layer).__name__}, not a gbdnn Layer")
-        linears = [layer for layer in layers if isinstance(layer, Linear)]
-        if not linears:
+        weighted = [layer for layer in layers if layer.in_features is not None]
+        if not weighted:
             raise GbdnnError("Sequential needs at least one Linear layer to fix its input width")
-        dtypes = {layer.dtype for layer in linears}
+        dtypes = {layer.dtype for layer in weighted}
         if len(dtypes) > 1:
             names = sorted(d.name for d in dtypes)
             raise DTypeError(f"all Linear layers must share one dtype, got {', '.join(names)}")
         self.layers = layers
-        self.dtype = linears[0].dtype
-        self.in_features: int = linears[0].in_features
+        self.dtype = weighted[0].dtype
+        self.in_features: int = weighted[0].in_features
         self.out_features, self._max_width = self._check_widths()
         self._stages = self._compile()
 
@@ -73,7 +73,7 @@ class Sequential:
     @property
     def nnz(self) -> int:
         """Total number of stored weights (the challenge's sum of nnz(W))."""
-        return sum(layer.nnz for layer in self.layers if isinstance(layer, Linear))
+        return sum(layer.nnz for layer in self.layers)
 
     def predict(
         self,
