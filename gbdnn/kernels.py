@@ -37,6 +37,16 @@ def plus_times_full_bias(x: Matrix, w: Matrix, bias: np.ndarray) -> Matrix:
     return z
 
 
+def add_bias_full(z: Matrix, bias: np.ndarray) -> Matrix:
+    """Return ``Z + 1 b'``: the bias reaches every entry, stored or not."""
+    # C = 1 b' (full), then C += Z
+    c = Matrix.ss.import_fullr(
+        np.broadcast_to(bias, (z.nrows, bias.size)).copy(), take_ownership=True
+    )
+    c(binary.plus, **_OPTS) << z
+    return c
+
+
 def add_bias_stored(z: Matrix, bias: np.ndarray) -> None:
     """In place, ``Z(i,j) += b(j)`` for the stored entries of ``Z`` only."""
     if bias[0] == bias[-1] and (bias == bias[0]).all():

@@ -1,0 +1,328 @@
+"""Quantized layers and how a model becomes one.
+
+:class:`QuantizedLinear` runs with exact integer arithmetic on GraphBLAS::
+
+    X_q = clip(round(X / s_x), q_min, q_max)              (round half away from 0)
+    ACC = X_q (+.*) W_c                                   (INT32, exact: see below)
+    Z   = float32(ACC) * m + b,   m(j) = float32(s_x * s_w(j))
+    Y   = max(Z, 0) when a ReLU follows (clipped at its max_value)
+
+``W_c = q - zero_point`` are the weight integers. SuiteSparse's prebuilt
+kernels exist only for same-type built-in semirings: mixed int8 x int8 -> int32
+products fall to a generic kernel about 3x slower (``bench/test_quant.py``), so
+the integers are held as INT32 and multiplied by ``plus_times`` on INT32, which
+is exact as long as no sum can leave the int32 range. The layer proves this
+when it is built: ``max_j sum_k |W_c(k,j)| * max|X_q| < 2^31``; where the bound
+fails it uses INT64 instead. The float32 steps are plain IEEE operations in a
+fixed order, so a NumPy int64 reference of the same formulas gives
+bit-identical results (tested).
+
+:class:`CodebookLinear` stores b-bit indices into a table of centroids and
+runs as an FP32 layer whose weights are the table values.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import graphblas as gb
+import numpy as np
+import scipy.sparse as sp
+from graphblas import Matrix, Vector, binary, select, semiring, unary
+
+from .. import kernels
+from ..dtypes import value_type
+from ..errors import GbdnnError, ShapeError
+from ..layers import Layer, Linear, ReLU, affine_stage, check_name
+from ..model import Sequential
+from ..runner import Stage
+from .codebook import CodebookQuantizer
+from .uniform import ActivationQuantizer, UniformQuantizer
+
+_FP32 = value_type("float32")
+_INT32_LIMIT = 2**31 - 1
+
+
+def round_half_away(x: np.ndarray) -> np.ndarray:
+    """Round to the nearest integer, halves away from zero (C ``round``), exactly."""
+    whole = np.trunc(x)
+    return whole + (np.abs(x - whole) >= 0.5) * np.sign(x)
+
+
+class QuantizedLinear(Layer):
+    """An affine layer with integer weights and integer input activations.
+
+    Parameters
+    ----------
+    weight_int : array_like of int, ``(in, out)``
+        The centered weight integers ``q - zero_point`` (zeros are not stored).
+    weight_scale : array_like, ``(out,)`` or ``(1,)``
+        Scale per output channel or per tensor.
+    input_scale : float
+        Scale of the input activations.
+    input_range : (int, int)
+        ``(q_min, q_max)`` of the input integers.
+    bias : array_like, optional
+    weight_zero_point, bits, input_bits, symmetric, per_channel
+        Kept for storage and description.
+    name : str, optional
+
+    Attributes
+    ----------
+    acc_type : {"INT32", "INT64"}
+        The accumulator, chosen from the overflow bound.
+    """
+
+    def __init__(
+        self,
+        weight_int: Any,
+        weight_scale: Any,
+        input_scale: float,
+        input_range: tuple[int, int],
+        bias: Any = None,
+        *,
+        weight_zero_point: Any = 0,
+        bits: int = 8,
+        input_bits: int = 8,
+        symmetric: bool = True,
+        per_channel: bool = False,
+        name: str | None = None,
+    ) -> None:
+        self.name = check_name(name)
+        self.dtype = _FP32
+        wi = sp.csr_array(weight_int)
+        if not np.issubdtype(wi.dtype, np.integer):
+            raise TypeError(f"weight_int must hold integers, got {wi.dtype}")
+        wi.eliminate_zeros()
+        self.in_features, self.out_features = wi.shape
+        scale = np.asarray(weight_scale, dtype=np.float32).ravel()
+        if scale.size not in (1, self.out_features):
+            raise ShapeError(f"weight_scale must have 1 or {self.out_features} entries")
+        if not (np.isfinite(scale).all() and (scale > 0).all()):
+            raise ValueError("weight_scale must be finite and positive")
+        if not (np.isfinite(input_scale) and input_scale > 0):
+            raise ValueError(f"input_scale must be finite and positive, got {input_scale}")
+        self.weight_scale = scale
+        self.weight_zero_point = np.broadcast_to(
+            np.asarray(weight_zero_point, dtype=np.int32), scale.shape
+        ).copy()
+        self.input_scale = np.float32(input_scale)
+        self.input_range = (int(input_range[0]), int(input_range[1]))
+        self.bits, self.input_bits = bits, input_bits
+        self.symmetric, self.per_channel = symmetric, per_channel
+        self.bias = None if bias is None else np.asarray(bias, dtype=np.float32).copy()
+        if self.bias is not None and self.bias.shape != (self.out_features,):
+            raise ShapeError(f"bias must have shape ({self.out_features},)")
+        # the overflow bound: |ACC(i,j)| <= max|X_q| * sum_k |W_c(k,j)|
+        x_max = max(abs(self.input_range[0]), abs(self.input_range[1]))
+        col_l1 = np.asarray(abs(wi).sum(axis=0)).ravel().astype(np.int64)
+        self.acc_bound = int(x_max * (col_l1.max() if col_l1.size else 0))
+        self.acc_type = "INT32" if self.acc_bound <= _INT32_LIMIT else "INT64"
+        self.weight_int = Matrix.from_csr(
+            wi.indptr,
+            wi.indices,
+            wi.data.astype(np.int64),
+            ncols=self.out_features,
+            dtype=self.acc_type,
+        )
+        # m(j) = float32(s_x * s_w(j))
+        self.multiplier = (self.input_scale * self.weight_scale).astype(np.float32)
+
+    @property
+    def nnz(self) -> int:
+        return self.weight_int.nvals
+
+    def output_width(self, in_features: int) -> int:
+        return self.out_features
+
+    def _run_type(self, x: Any) -> Any:
+        return _FP32
+
+    def quantize_input(self, z: Matrix) -> Matrix:
+        """``X_q = clip(round(X / s_x), q_min, q_max)`` as integers, zeros dropped."""
+        lo, hi = self.input_range
+        q = z.apply(binary.truediv, right=self.input_scale).new(nthreads=1)
+        q(nthreads=1) << q.apply(unary.round)
+        q(nthreads=1) << q.apply(binary.min, right=np.float32(hi))
+        q(nthreads=1) << q.apply(binary.max, right=np.float32(lo))
+        # X_q<X_q != 0> : rounding to zero leaves nothing to multiply
+        return select.valuene(q, 0).new(dtype=self.acc_type, nthreads=1)
+
+    def _rescale(self, acc: Matrix) -> Matrix:
+        """``Z = float32(ACC) * m``."""
+        z = acc.dup(dtype=_FP32.graphblas)
+        if self.multiplier.size == 1:
+            z(nthreads=1) << z.apply(binary.times, right=self.multiplier[0])
+        else:
+            # Z = Z (+.*) diag(m): one product per entry
+            z(nthreads=1) << z.mxm(Vector.from_dense(self.multiplier).diag(), semiring.plus_times)
+        return z
+
+    def _product(self, z: Matrix) -> Matrix:
+        # ACC = X_q (+.*) W_c, then Z = float32(ACC) * m
+        acc = self.quantize_input(z).mxm(self.weight_int, semiring.plus_times).new(nthreads=1)
+        return self._rescale(acc)
+
+    def stage(self, following: Layer | None = None) -> tuple[Stage, int]:
+        return affine_stage(self._product, self._product_plus_bias, self.bias, following)
+
+    def _product_plus_bias(self, z: Matrix, bias: np.ndarray) -> Matrix:
+        return kernels.add_bias_full(self._product(z), bias)
+
+    def reference(self, x: np.ndarray) -> np.ndarray:
+        """The same layer in NumPy, integer sums in int64 (no ReLU): for checking."""
+        lo, hi = self.input_range
+        xq = np.clip(round_half_away(np.asarray(x, np.float32) / self.input_scale), lo, hi)
+        wc = gb.io.to_scipy_sparse(self.weight_int).toarray().astype(np.int64)
+        acc = xq.astype(np.int64) @ wc
+        z = acc.astype(np.float32) * self.multiplier[None, :]
+        return z if self.bias is None else z + self.bias
+
+    def __repr__(self) -> str:
+        kind = "sym" if self.symmetric else "asym"
+        scope = "per-channel" if self.per_channel else "per-tensor"
+        return (
+            f"QuantizedLinear(in_features={self.in_features}, "
+            f"out_features={self.out_features}, nnz={self.nnz}, int{self.bits} {kind} "
+            f"{scope}, input uint{self.input_bits}, acc={self.acc_type})"
+        )
+
+
+class CodebookLinear(Linear):
+    """A Linear layer whose weights are ``2^bits`` centroids, stored as indices.
+
+    Attributes
+    ----------
+    codes : numpy.ndarray of uint8
+        The index of every stored weight, in CSR order.
+    tables : numpy.ndarray
+        ``(channels, 2^bits)`` float32 centroids.
+    """
+
+    def __init__(
+        self,
+        pattern: sp.csr_array,
+        codes: np.ndarray,
+        tables: np.ndarray,
+        bias: Any = None,
+        *,
+        bits: int,
+        per_channel: bool,
+        name: str | None = None,
+    ) -> None:
+        pattern = sp.csr_array(pattern)
+        codes = np.asarray(codes, dtype=np.uint8)
+        tables = np.asarray(tables, dtype=np.float32)
+        if codes.size != pattern.nnz or (codes.size and codes.max() >= 2**bits):
+            raise ValueError("codes must hold one index below 2^bits per stored weight")
+        cols = pattern.indices if per_channel else np.zeros(pattern.nnz, dtype=np.int64)
+        values = tables[cols, codes]
+        weight = sp.csr_array((values, pattern.indices, pattern.indptr), shape=pattern.shape)
+        super().__init__(weight, bias, dtype="float32", name=name)
+        if self.nnz != pattern.nnz:
+            raise ValueError("a codebook centroid is 0: zero weights must not be stored")
+        self.codes, self.tables, self.bits, self.per_channel = codes, tables, bits, per_channel
+
+
+def _dense_weight(layer: Linear) -> np.ndarray:
+    return layer.weight.to_dense(fill_value=0).astype(np.float64)
+
+
+def _calibrated_inputs(model: Sequential, x: np.ndarray) -> list[np.ndarray]:
+    """The float input of each Linear layer of ``model`` on ``x``."""
+    inputs, a = [], np.asarray(x, dtype=np.float64)
+    for layer in model:
+        if isinstance(layer, Linear):
+            inputs.append(a)
+            a = a @ _dense_weight(layer) + (0 if layer.bias is None else layer.bias)
+        elif isinstance(layer, ReLU):
+            a = np.maximum(a, 0) if layer.max_value is None else np.clip(a, 0, layer.max_value)
+    return inputs
+
+
+def quantize_model(
+    model: Sequential,
+    x: Any,
+    weights: UniformQuantizer | None = None,
+    *,
+    activations: ActivationQuantizer | None = None,
+) -> Sequential:
+    """Post-training quantization of every Linear layer of ``model``.
+
+    Parameters
+    ----------
+    model : Sequential
+    x : array_like
+        Calibration rows ``(n, in_features)``: ranges of every layer's input
+        are calibrated on them (through the float model).
+    weights : UniformQuantizer, optional
+        Template refitted per layer (default: 8-bit symmetric per-tensor, max).
+    activations : ActivationQuantizer, optional
+        Template refitted per layer (default: 8-bit min/max).
+
+    Returns
+    -------
+    Sequential
+        QuantizedLinear and ReLU layers; runs with exact integer products.
+    """
+    weights = weights or UniformQuantizer(8)
+    activations = activations or ActivationQuantizer(8)
+    x = np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != model.in_features:
+        raise ShapeError(
+            f"calibration data must have shape (n, {model.in_features}), got {x.shape}"
+        )
+    if not np.isfinite(x).all():
+        raise GbdnnError("calibration data contains NaN or Inf values")
+    inputs = iter(_calibrated_inputs(model, x))
+    layers = []
+    for layer in model:
+        if not isinstance(layer, Linear):
+            layers.append(layer)
+            continue
+        w = _dense_weight(layer)
+        wq = copy.deepcopy(weights).fit(w)
+        aq = copy.deepcopy(activations).fit(next(inputs))
+        layers.append(
+            QuantizedLinear(
+                wq.centered(w),
+                wq.scale_,
+                aq.scale_,
+                (aq.qmin_, aq.qmax_),
+                layer.bias,
+                weight_zero_point=wq.zero_point_,
+                bits=wq.bits,
+                input_bits=aq.bits,
+                symmetric=wq.symmetric,
+                per_channel=wq.per_channel,
+                name=layer.name,
+            )
+        )
+    return Sequential(layers)
+
+
+def codebook_model(model: Sequential, quantizer: CodebookQuantizer | None = None) -> Sequential:
+    """Replace every Linear layer's weights by a fitted codebook (default 4-bit, per layer)."""
+    quantizer = quantizer or CodebookQuantizer(4)
+    layers = []
+    for layer in model:
+        if not isinstance(layer, Linear):
+            layers.append(layer)
+            continue
+        w = _dense_weight(layer)
+        cq = copy.deepcopy(quantizer).fit(w)
+        pattern = sp.csr_array(w)
+        codes = cq.encode(w)[pattern.nonzero()] if pattern.nnz else np.zeros(0, np.uint8)
+        layers.append(
+            CodebookLinear(
+                pattern,
+                codes,
+                cq.tables_,
+                layer.bias,
+                bits=cq.bits,
+                per_channel=cq.per_channel,
+                name=layer.name,
+            )
+        )
+    return Sequential(layers)
