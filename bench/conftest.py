@@ -42,14 +42,20 @@ def real_workload():
     return weights, x, expected
 
 
-def record(benchmark, name, threads, edges):
-    """Store the median rate of a finished benchmark for the summary."""
+def record(benchmark, group, name, threads, edges, *, baseline=False):
+    """Store the median of a finished benchmark for the summary.
+
+    Within a ``group`` every row is compared with the ``baseline`` row (the
+    one with the most threads when several are).
+    """
     median = benchmark.stats.stats.median
     info = {
+        "group": group,
         "implementation": name,
         "threads": threads,
         "median_s": median,
         "edges_per_second": edges / median,
+        "baseline": baseline,
     }
     benchmark.extra_info.update(info)
     RESULTS.append(info)
@@ -63,18 +69,27 @@ def pytest_terminal_summary(terminalreporter):
     if not RESULTS:
         return
     tr = terminalreporter
-    base = {r["threads"]: r["median_s"] for r in RESULTS if r["implementation"] == "gbdnn"}
-    ref = base.get(max(base)) if base else None
     tr.section("gbdnn benchmark summary (medians, same run)")
     tr.write_line(json.dumps(environment()))
-    tr.write_line(
-        f"{'implementation':<28}{'threads':>8}{'median s':>11}{'edges/s':>12}{'time / gbdnn':>16}"
-    )
-    for r in RESULTS:
-        ratio = f"{r['median_s'] / ref:.2f}x" if ref else "-"
+    for group in dict.fromkeys(r["group"] for r in RESULTS):
+        rows = [r for r in RESULTS if r["group"] == group]
+        base = max((r for r in rows if r["baseline"]), key=lambda r: r["threads"], default=None)
         tr.write_line(
-            f"{r['implementation']:<28}{r['threads']:>8}{r['median_s']:>11.3f}"
-            f"{r['edges_per_second']:>12.3g}{ratio:>16}"
+            f"\n[{group}]  ratio = time / time of {base['implementation'] if base else '-'}"
+            f" ({base['threads'] if base else '-'} threads)"
         )
-    if 1 in base and 2 in base:
-        tr.write_line(f"gbdnn 1 -> 2 threads: {base[1] / base[2]:.2f}x")
+        tr.write_line(
+            f"{'implementation':<34}{'threads':>8}{'median s':>11}{'edges/s':>12}{'ratio':>8}"
+        )
+        for r in rows:
+            ratio = f"{r['median_s'] / base['median_s']:.2f}" if base else "-"
+            tr.write_line(
+                f"{r['implementation']:<34}{r['threads']:>8}{r['median_s']:>11.4f}"
+                f"{r['edges_per_second']:>12.3g}{ratio:>8}"
+            )
+        ones = [r for r in rows if r["baseline"] and r["threads"] == 1]
+        if base and ones and base["threads"] > 1:
+            tr.write_line(
+                f"{base['implementation']} 1 -> {base['threads']} threads: "
+                f"{ones[0]['median_s'] / base['median_s']:.2f}x"
+            )

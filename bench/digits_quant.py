@@ -36,11 +36,13 @@ def formats():
     out["int8 per-channel"] = uniform(bits=8, per_channel=True)
     for clip in ("max", "percentile", "mse", "sawb"):
         out[f"int4 per-channel, {clip}"] = uniform(bits=4, per_channel=True, clip=clip)
-    out["int4 per-channel asymmetric, mse"] = uniform(bits=4, per_channel=True, clip="mse",
-                                                      symmetric=False)
+    out["int4 per-channel asymmetric, mse"] = uniform(
+        bits=4, per_channel=True, clip="mse", symmetric=False
+    )
     for bits in (4, 3):
-        out[f"codebook {bits}-bit"] = (
-            lambda m, s, bits=bits: codebook_model(m, CodebookQuantizer(bits)))
+        out[f"codebook {bits}-bit"] = lambda m, s, bits=bits: codebook_model(
+            m, CodebookQuantizer(bits)
+        )
     return out
 
 
@@ -62,13 +64,17 @@ def main() -> int:
     RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
     RESULTS_PATH.write_text(json.dumps(rows, indent=2) + "\n")
     fp32 = rows[0]
-    print("| format | dense acc. % | 90 % pruned acc. % | dense bytes | 90 % pruned bytes "
-          "| smaller than dense FP32 |")
+    print(
+        "| format | dense acc. % | 90 % pruned acc. % | dense bytes | 90 % pruned bytes "
+        "| smaller than dense FP32 |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         ratio = fp32["dense bytes"] / r["90 % pruned bytes"]
-        print(f"| {r['format']} | {100 * r['dense']:.1f} | {100 * r['90 % pruned']:.1f} "
-              f"| {r['dense bytes']:,} | {r['90 % pruned bytes']:,} | {ratio:.1f}x |")
+        print(
+            f"| {r['format']} | {100 * r['dense']:.1f} | {100 * r['90 % pruned']:.1f} "
+            f"| {r['dense bytes']:,} | {r['90 % pruned bytes']:,} | {ratio:.1f}x |"
+        )
     return 0
 
 

@@ -68,7 +68,7 @@ def test_gbdnn(benchmark, real_workload, threads):
         warmup_rounds=0,
     )
     np.testing.assert_array_equal(challenge.categories(y), expected)
-    record(benchmark, "gbdnn", threads, edges(x, weights))
+    record(benchmark, "challenge", "gbdnn", threads, edges(x, weights), baseline=True)
 
 
 def test_lagraph_literal(benchmark, real_workload):
@@ -76,7 +76,7 @@ def test_lagraph_literal(benchmark, real_workload):
     threads = gb.ss.config["nthreads"]
     y = benchmark.pedantic(lagraph_literal, args=(x, weights, threads), rounds=ROUNDS, iterations=1)
     np.testing.assert_array_equal(challenge.categories(y), expected)
-    record(benchmark, "LAGraph recipe (literal)", threads, edges(x, weights))
+    record(benchmark, "challenge", "LAGraph recipe (literal)", threads, edges(x, weights))
 
 
 def test_scipy(benchmark, real_workload):
@@ -85,4 +85,4 @@ def test_scipy(benchmark, real_workload):
     ws = [gb.io.to_scipy_sparse(w, format="csr") for w in weights]
     y = benchmark.pedantic(scipy_plain, args=(xs, ws), rounds=ROUNDS, iterations=1)
     np.testing.assert_array_equal(np.flatnonzero(np.diff(y.indptr)), expected)
-    record(benchmark, "SciPy", 1, edges(x, weights))
+    record(benchmark, "challenge", "SciPy", 1, edges(x, weights))
