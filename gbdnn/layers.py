@@ -10,13 +10,14 @@ ReLU becomes one fused stage.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from graphblas import Matrix
 
-from . import kernels, runner
+from . import kernels, runner, tuning
 from .convert import ArrayLike, family_of, to_matrix, to_vector
 from .dtypes import ValueType, value_type
 
@@ -122,6 +123,12 @@ class Linear(Layer):
         Value type of the weights and of the computation.
     name : str, optional
         A label, e.g. to exclude the layer from pruning.
+    path : {"auto", "sparse", "dense", "blas"}, default "auto"
+        Which kernel computes ``X W`` (see :mod:`gbdnn.tuning`): ``"auto"``
+        picks the cheapest for every batch from the activations' density; the
+        others force one kernel. With ``"sparse"`` or ``"dense"`` results are
+        bit-identical for any batch size and thread count; kernels differ
+        from each other by rounding.
 
     Attributes
     ----------
@@ -146,14 +153,51 @@ class Linear(Layer):
         *,
         dtype: str = "float32",
         name: str | None = None,
+        path: str = "auto",
     ) -> None:
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"name must be a string, got {type(name).__name__}")
-        self.name = name
+        self.name = check_name(name)
         self.dtype = value_type(dtype)
+        self.path = path
         self.weight = to_matrix(weight, self.dtype, "weight", drop_zeros=True)
         self.in_features, self.out_features = self.weight.nrows, self.weight.ncols
         self.bias = None if bias is None else to_vector(bias, self.out_features, self.dtype, "bias")
+        self._lock = threading.Lock()
+        self._transposed: Matrix | None = None
+        self._dense: np.ndarray | None = None
+
+    @property
+    def path(self) -> str:
+        """The kernel choice, ``"auto"`` by default (see :mod:`gbdnn.tuning`)."""
+        return self._path
+
+    @path.setter
+    def path(self, value: str) -> None:
+        if value not in tuning.PATHS:
+            raise ValueError(f"path must be one of {', '.join(tuning.PATHS)}, got {value!r}")
+        self._path = value
+
+    def _weight_t(self) -> Matrix:
+        with self._lock:  # built on first use, once
+            if self._transposed is None:
+                self._transposed = self.weight.T.new()
+            return self._transposed
+
+    def _weight_dense(self) -> np.ndarray:
+        with self._lock:
+            if self._dense is None:
+                self._dense = self.weight.to_dense(fill_value=0)
+            return self._dense
+
+    def product(self, z: Matrix) -> Matrix:
+        """``Z W`` by the kernel the layer's ``path`` picks for this batch."""
+        kind = tuning.choose(
+            self.path, z.nrows, z.nvals, self.in_features, self.out_features, self.nnz
+        )
+        if kind == "sparse":
+            return kernels.plus_times(z, self.weight)
+        if kind == "dense":
+            return kernels.plus_times_dense(z, self._weight_t())
+        return kernels.plus_times_blas(z, self._weight_dense())
 
     @property
     def nnz(self) -> int:
@@ -167,10 +211,9 @@ class Linear(Layer):
         return self.dtype
 
     def stage(self, following: Layer | None = None) -> tuple[runner.Stage, int]:
-        w = self.weight
         return affine_stage(
-            lambda z: kernels.plus_times(z, w),
-            lambda z, b: kernels.plus_times_full_bias(z, w, b),
+            self.product,
+            lambda z, b: kernels.add_bias_full(self.product(z), b),
             self.bias,
             following,
         )

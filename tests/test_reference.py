@@ -48,12 +48,12 @@ def reference(x, weights, biases, clip=None):
     return y
 
 
-def build(rng, weight_kind, bias_kind, dtype, clip=None):
+def build(rng, weight_kind, bias_kind, dtype, clip=None, path="auto"):
     weights = [random_weights(rng, a, b) for a, b in itertools.pairwise(SIZES)]
     biases = [random_bias(rng, w.shape[1], bias_kind) for w in weights]
     layers = []
     for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
-        layers.append(gbdnn.Linear(as_kind(w, weight_kind), b, dtype=dtype))
+        layers.append(gbdnn.Linear(as_kind(w, weight_kind), b, dtype=dtype, path=path))
         if i < len(weights) - 1:
             layers.append(gbdnn.ReLU(max_value=clip))
     # the reference sees exactly the weights gbdnn stores
@@ -67,19 +67,23 @@ def build(rng, weight_kind, bias_kind, dtype, clip=None):
 @pytest.mark.parametrize("weight_kind", ["numpy", "scipy", "graphblas"])
 @pytest.mark.parametrize("nrows", [1, 57])
 def test_matches_numpy_reference(weight_kind, bias_kind, dtype, nrows):
-    rng = np.random.default_rng(abs(hash((weight_kind, bias_kind, dtype, nrows))) % 2**32)
-    model, weights, biases = build(rng, weight_kind, bias_kind, dtype)
-    x = rng.normal(size=(nrows, SIZES[0])).astype(dtype)
+    seed = abs(hash((weight_kind, bias_kind, dtype, nrows))) % 2**32
+    model, weights, biases = build(np.random.default_rng(seed), weight_kind, bias_kind, dtype)
+    x = np.random.default_rng(seed + 1).normal(size=(nrows, SIZES[0])).astype(dtype)
     expected = reference(x, weights, biases)
 
-    y = model(x, threads=1)
+    # "auto" may use BLAS for these 30 % dense weights: equal to rounding
+    y = model(x)
     assert isinstance(y, np.ndarray) and y.dtype == np.dtype(dtype)
     np.testing.assert_allclose(y, expected, **TOL[dtype])
 
-    # batched and threaded runs give bit-identical results
-    for batch_size, threads in [(1, 1), (5, 2), (16, 2), (None, 2)]:
-        again = model(x, batch_size=batch_size, threads=threads)
-        np.testing.assert_array_equal(again, y)
+    # a fixed GraphBLAS kernel: bit-identical results for any batch size and thread count
+    for path in ("sparse", "dense"):
+        exact = build(np.random.default_rng(seed), weight_kind, bias_kind, dtype, path=path)[0]
+        first = exact(x, threads=1)
+        np.testing.assert_allclose(first, expected, **TOL[dtype])
+        for batch_size, threads in [(1, 1), (5, 2), (16, 2), (None, 2)]:
+            np.testing.assert_array_equal(exact(x, batch_size=batch_size, threads=threads), first)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -173,6 +177,35 @@ def test_model_introspection():
     assert model.nnz == sum(np.count_nonzero(w) for w in weights)
     assert len(model) == 5 and isinstance(model[1], gbdnn.ReLU)
     assert "Linear(in_features=20" in repr(model)
+
+
+def test_path_choice():
+    from gbdnn import tuning
+
+    costs = tuning.Costs(sparse=1e-9, dense=1e-10, blas=1e-11)
+    # a dense batch on sparse weights: the dense GraphBLAS kernel; denser weights: BLAS
+    assert tuning.choose("auto", 64, 64 * 4096, 4096, 4096, 4096 * 205, costs) == "dense"
+    assert tuning.choose("auto", 64, 64 * 4096, 4096, 4096, 4096 * 820, costs) == "blas"
+    # sparse activations: the sparse kernel
+    assert tuning.choose("auto", 64, 64 * 40, 4096, 4096, 4096 * 41, costs) == "sparse"
+    assert tuning.choose("blas", 1, 1, 10, 10, 1, costs) == "blas"
+    with pytest.raises(ValueError, match="path must be one of"):
+        gbdnn.Linear(np.eye(2), path="gpu")
+
+
+def test_calibration_is_cached(tmp_path, monkeypatch):
+    from gbdnn import tuning
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    tuning.current_costs.cache_clear()
+    try:
+        assert tuning.current_costs() == tuning.Costs()  # defaults without a cache
+        measured = tuning.calibrate(size=256, rows=32, threads=1)
+        assert tuning.cache_path().is_file()
+        assert tuning.current_costs() == measured
+        assert all(v > 0 for v in (measured.sparse, measured.dense, measured.blas))
+    finally:
+        tuning.current_costs.cache_clear()
 
 
 def test_explicit_zeros_are_not_stored():
