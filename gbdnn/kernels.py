@@ -37,7 +37,7 @@ def plus_times_dense(x: Matrix, wt: Matrix) -> Matrix:
     when ``X`` is dense. Each row's result does not depend on the other rows,
     so it is the same for any batch.
     """
-    dense = x.to_dense(fill_value=0)
+    dense = x.to_dense(fill_value=0, dtype=x.dtype)  # keep FP32 FP32
     z = np.empty((x.nrows, wt.nrows), dense.dtype)
     for start in range(0, x.nrows, DENSE_TILE):  # tiles of rows keep Z' in cache
         xt = np.ascontiguousarray(dense[start : start + DENSE_TILE].T)
@@ -52,7 +52,9 @@ def plus_times_dense(x: Matrix, wt: Matrix) -> Matrix:
 
 def plus_times_blas(x: Matrix, w_dense: np.ndarray) -> Matrix:
     """Return ``Z = X W`` by dense BLAS (NumPy), for weights too dense for sparse kernels."""
-    return Matrix.ss.import_fullr(x.to_dense(fill_value=0) @ w_dense, take_ownership=True)
+    return Matrix.ss.import_fullr(
+        x.to_dense(fill_value=0, dtype=x.dtype) @ w_dense, take_ownership=True
+    )
 
 
 def add_bias_full(z: Matrix, bias: np.ndarray) -> Matrix:

@@ -185,7 +185,7 @@ class Linear(Layer):
     def _weight_dense(self) -> np.ndarray:
         with self._lock:
             if self._dense is None:
-                self._dense = self.weight.to_dense(fill_value=0)
+                self._dense = self.weight.to_dense(fill_value=0, dtype=self.weight.dtype)
             return self._dense
 
     def product(self, z: Matrix) -> Matrix:

@@ -193,6 +193,17 @@ def test_path_choice():
         gbdnn.Linear(np.eye(2), path="gpu")
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("path", ["sparse", "dense", "blas"])
+def test_every_kernel_keeps_the_model_dtype(dtype, path):
+    # a mixed-type product would fall to SuiteSparse's slow generic kernels
+    rng = np.random.default_rng(8)
+    layer = gbdnn.Linear(rng.normal(size=(16, 8)), -0.1, dtype=dtype, path=path)
+    stage, _ = layer.stage(gbdnn.ReLU())
+    x = gb.Matrix.from_dense(rng.normal(size=(5, 16)).astype(dtype), missing_value=0)
+    assert stage(x).dtype == layer.dtype.graphblas
+
+
 def test_calibration_is_cached(tmp_path, monkeypatch):
     from gbdnn import tuning
 
