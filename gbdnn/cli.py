@@ -86,7 +86,119 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="progress bars (default: when stderr is a terminal)",
     )
+    bench = commands.add_parser("bench", help="benchmarks: crossover sparsity, calibration")
+    bench_commands = bench.add_subparsers(dest="bench_command", required=True, metavar="WHAT")
+    cross = bench_commands.add_parser(
+        "crossover",
+        help="time gbdnn against dense BLAS and sparse peers; find the crossover sparsity",
+        description="Time Y = X W for gbdnn, NumPy dense (BLAS), SciPy CSR and, when installed, "
+        "PyTorch dense / sparse CSR / dynamic int8, over a grid of shapes, batch sizes, weight "
+        "and activation sparsities and value types. Writes crossover.csv/.json, the crossover "
+        "table (crossover.md) and figures (PNG, SVG) to the output folder.",
+        epilog="examples:\n  gbdnn bench crossover --quick -o bench-out\n"
+        "  gbdnn bench crossover --shapes 2048x2048 --batches 64 --dtypes float32 -o out\n"
+        "  gbdnn bench crossover -o out --resume      continue an interrupted run",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cross.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
+    cross.add_argument(
+        "--quick", action="store_true", help="a small grid that finishes in about two minutes"
+    )
+    cross.add_argument(
+        "--resume", action="store_true", help="skip points already in DIR/crossover.csv and append"
+    )
+    cross.add_argument("--shapes", type=_shapes, help="e.g. 1024x1024,4096x4096")
+    cross.add_argument("--batches", type=_int_list, help="e.g. 1,64,1024")
+    cross.add_argument("--sparsities", type=_fraction_list, help="weight sparsities, e.g. 0,0.9")
+    cross.add_argument(
+        "--activations", type=_fraction_list, help="fractions of zeros in the input, e.g. 0,0.5,0.8"
+    )
+    cross.add_argument("--dtypes", type=_dtype_list, help="float32,float64,int8")
+    cross.add_argument("--budget", type=float, help="seconds of repeats per point")
+    cross.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    bench_commands.add_parser(
+        "calibrate",
+        help="measure this machine's kernel costs for gbdnn's path choice",
+        description="Measure the seconds per multiply-add of gbdnn's sparse, dense and BLAS "
+        "kernels on this machine and cache them for the per-layer kernel choice.",
+    )
     return parser
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    return tuple(_positive(v) for v in text.split(","))
+
+
+def _fraction_list(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of numbers") from None
+    if not all(0 <= v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"fractions must be in [0, 1), got {text}")
+    return values
+
+
+def _shapes(text: str) -> tuple[tuple[int, int], ...]:
+    out = []
+    for part in text.split(","):
+        try:
+            n_in, n_out = (int(v) for v in part.lower().split("x"))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"shape {part!r} is not INxOUT") from None
+        if n_in < 1 or n_out < 1:
+            raise argparse.ArgumentTypeError(f"shape {part!r} must be positive")
+        out.append((n_in, n_out))
+    return tuple(out)
+
+
+def _dtype_list(text: str) -> tuple[str, ...]:
+    values = tuple(text.split(","))
+    bad = [v for v in values if v not in ("float32", "float64", "int8")]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown value types {bad}; use float32,float64,int8")
+    return values
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """``gbdnn bench ...``."""
+    if args.bench_command == "calibrate":
+        from .tuning import cache_path, calibrate
+
+        costs = calibrate()
+        print(
+            f"seconds per multiply-add: sparse {costs.sparse:.3g}, dense {costs.dense:.3g}, "
+            f"BLAS {costs.blas:.3g}; cached in {cache_path()}"
+        )
+        return 0
+    from dataclasses import replace
+    from pathlib import Path
+
+    from .bench import DEFAULT_GRID, QUICK_GRID, crossovers, plot, run_grid
+    from .bench.report import markdown_table
+
+    grid = QUICK_GRID if args.quick else DEFAULT_GRID
+    overrides = {
+        k: getattr(args, k)
+        for k in ("shapes", "batches", "sparsities", "activations", "dtypes", "budget")
+        if getattr(args, k)
+    }
+    grid = replace(grid, **overrides)
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    rows = run_grid(grid, args.output, resume=args.resume, progress=progress)
+    files = plot(rows, args.output)
+    table = markdown_table(crossovers(rows), rows)
+    (Path(args.output) / "crossover.md").write_text(table + "\n")
+    print(table)
+    bad = [r for r in rows if not r["correct"]]
+    for r in bad:
+        print(
+            f"INCORRECT: {r['implementation']} at {r['shape']} batch {r['batch']} "
+            f"sparsity {r['sparsity']} ({r['dtype']}): relative error {r['rel_error']:.3g}",
+            file=sys.stderr,
+        )
+    print(f"wrote {len(rows)} rows and {len(files)} figures to {args.output}")
+    return 1 if bad else 0
 
 
 def _version() -> str:
@@ -169,8 +281,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``gbdnn`` command."""
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "bench":
+            return run_bench(args)
         return run_challenge(args)
-    except (GbdnnError, ValueError) as exc:
+    except (GbdnnError, ValueError, FileExistsError) as exc:
         print(f"gbdnn: error: {exc}", file=sys.stderr)
         return 2
 

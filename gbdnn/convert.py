@@ -42,7 +42,11 @@ def family_of(x: object, name: str = "X") -> Family:
 def check_finite_matrix(m: Matrix, name: str) -> None:
     """Raise :class:`NonFiniteError` if a floating-point ``m`` stores NaN or Inf."""
     if m.dtype.np_type.kind == "f" and m.nvals:
-        # ok = AND over stored entries of isfinite(m(i,j))
+        # a NaN or Inf entry makes the sum non-finite; a finite sum proves there is none
+        total = m.reduce_scalar(monoid.plus).new(nthreads=1).value
+        if np.isfinite(total):
+            return
+        # the sum may just overflow: ok = AND over stored entries of isfinite(m(i,j))
         ok = m.apply(unary.isfinite).new(nthreads=1).reduce_scalar(monoid.land).new()
         if not ok.value:
             raise NonFiniteError(f"{name} contains NaN or Inf values")
@@ -50,7 +54,11 @@ def check_finite_matrix(m: Matrix, name: str) -> None:
 
 def _check_values(values: np.ndarray, name: str) -> None:
     check_real_dtype(values.dtype, name)
-    if values.dtype.kind == "f" and not np.isfinite(values).all():
+    if values.dtype.kind != "f":
+        return
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = values.sum()  # finite only if every value is (or it overflowed)
+    if not np.isfinite(total) and not np.isfinite(values).all():
         raise NonFiniteError(f"{name} contains NaN or Inf values")
 
 
@@ -144,7 +152,10 @@ def to_vector(x: object, length: int, vtype: ValueType, name: str) -> np.ndarray
 
 
 def row_slice(x: ArrayLike, start: int, stop: int) -> ArrayLike:
-    """Rows ``start:stop`` of ``x`` (a view where the family allows one)."""
+    """Rows ``start:stop`` of ``x``: a view where the family allows one, ``x`` itself
+    when that is all of it."""
+    if start == 0 and stop == x.shape[0]:
+        return x
     if isinstance(x, Matrix):
         return x[start:stop, :].new(nthreads=1)
     return x[start:stop]

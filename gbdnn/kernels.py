@@ -14,12 +14,15 @@ precompiled factory kernels.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 from graphblas import Matrix, Vector, binary, select, semiring
 
 _OPTS = {"nthreads": 1}
 #: Rows per tile of :func:`plus_times_dense` (measured best for 32-64 on 4096-wide layers).
 DENSE_TILE = 64
+_BLAS_LOCK = threading.Lock()
 
 
 def plus_times(x: Matrix, w: Matrix) -> Matrix:
@@ -51,10 +54,15 @@ def plus_times_dense(x: Matrix, wt: Matrix) -> Matrix:
 
 
 def plus_times_blas(x: Matrix, w_dense: np.ndarray) -> Matrix:
-    """Return ``Z = X W`` by dense BLAS (NumPy), for weights too dense for sparse kernels."""
-    return Matrix.ss.import_fullr(
-        x.to_dense(fill_value=0, dtype=x.dtype) @ w_dense, take_ownership=True
-    )
+    """Return ``Z = X W`` by dense BLAS (NumPy), for weights too dense for sparse kernels.
+
+    BLAS uses every core itself, so concurrent calls from gbdnn's batch threads
+    take turns instead of competing for the cores.
+    """
+    dense = x.to_dense(fill_value=0, dtype=x.dtype)
+    with _BLAS_LOCK:
+        z = dense @ w_dense
+    return Matrix.ss.import_fullr(z, take_ownership=True)
 
 
 def add_bias_full(z: Matrix, bias: np.ndarray) -> Matrix:

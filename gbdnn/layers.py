@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from graphblas import Matrix
+from graphblas import Matrix, select
 
 from . import kernels, runner, tuning
 from .convert import ArrayLike, family_of, to_matrix, to_vector
@@ -95,7 +95,8 @@ class ReLU(Layer):
 
     def stage(self, following: Layer | None = None) -> tuple[runner.Stage, int]:
         def relu(z: Matrix) -> Matrix:
-            kernels.relu(z)
+            # a new matrix: stages never modify their input (it may be the caller's)
+            z = select.valuegt(z, 0).new(nthreads=1)
             self._clip(z)
             return z
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from . import runner
+from . import runner, tuning
 from .convert import ArrayLike
 from .errors import DTypeError, GbdnnError, ShapeError
 from .layers import Layer
@@ -134,6 +134,7 @@ class Sequential:
             output=output,
             check_finite=check_finite,
             progress=progress,
+            row_seconds=self.nnz * tuning.current_costs().dense,
         )
 
     __call__ = predict

@@ -10,6 +10,7 @@ thread, so results do not depend on ``batch_size`` or ``threads``.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
@@ -27,7 +28,21 @@ Output = Literal["auto", "numpy", "scipy", "graphblas"]
 
 #: The automatic batch holds about this many activations (rows x widest layer).
 AUTO_BATCH_ENTRIES = 1 << 22
+#: Inputs with less estimated work than this run on one thread.
+PARALLEL_MIN_SECONDS = 1e-3
 _OUTPUTS = ("auto", "numpy", "scipy", "graphblas")
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """A thread pool of ``threads`` workers, made once and reused."""
+    with _POOLS_LOCK:
+        if threads not in _POOLS:
+            _POOLS[threads] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gbdnn")
+        return _POOLS[threads]
 
 
 def available_cores() -> int:
@@ -69,8 +84,14 @@ def run(
     output: Output = "auto",
     check_finite: bool = True,
     progress: bool = False,
+    row_seconds: float = 0.0,
 ) -> ArrayLike:
-    """Run ``stages`` on the rows of ``x``; see :meth:`gbdnn.Sequential.predict`."""
+    """Run ``stages`` on the rows of ``x``; see :meth:`gbdnn.Sequential.predict`.
+
+    ``row_seconds`` estimates the work of one row: an input with less than
+    ``PARALLEL_MIN_SECONDS`` of work in all runs as one batch on one thread,
+    where splitting it would cost more than it saves.
+    """
     family = family_of(x, "X")
     if output not in _OUTPUTS:
         raise ValueError(f"output must be one of {', '.join(_OUTPUTS)}, got {output!r}")
@@ -87,6 +108,8 @@ def run(
         x = x.tocsr()  # row slicing needs CSR; no copy if it already is
 
     nrows = x.shape[0]
+    if nrows * row_seconds < PARALLEL_MIN_SECONDS:
+        threads = 1
     batches = plan_batches(nrows, batch_size, threads)
     dense = np.zeros((nrows, out_features), vtype.numpy) if out_family == "numpy" else None
     bar = tqdm(total=nrows, unit="row", disable=not progress, leave=False)
@@ -106,8 +129,7 @@ def run(
         if threads == 1 or len(batches) <= 1:
             parts = [one_batch(b) for b in batches]
         else:
-            with ThreadPoolExecutor(max_workers=threads) as pool:
-                parts = list(pool.map(one_batch, batches))
+            parts = list(_pool(threads).map(one_batch, batches))
     finally:
         bar.close()
     if dense is not None:

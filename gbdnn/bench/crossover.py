@@ -1,0 +1,284 @@
+"""The crossover grid: time gbdnn and its peers, find where gbdnn wins.
+
+Every grid point is a layer ``Y = X W`` with ``W`` (in x out) at a weight
+sparsity (entries zeroed uniformly at random), ``X`` (batch x in) dense or
+ReLU-like (a fraction of zeros), and a value type. For every implementation
+the setup (conversions, formats) is untimed; the call is warmed up once, then
+repeated until ``budget`` seconds or ``max_repeats``; the median and the
+interquartile range are kept. The result is checked against a float64 NumPy
+reference after timing: relative error below 1e-10 (FP64), 1e-4 (FP32) or
+0.1 (int8, a quantized result).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..envinfo import environment
+from ..runner import available_cores
+from .peers import blas_name, conversion_seconds, implementations
+
+TOLERANCE = {"float64": 1e-10, "float32": 1e-4, "int8": 0.1}
+FIELDS = [
+    "shape",
+    "batch",
+    "sparsity",
+    "activation",
+    "dtype",
+    "implementation",
+    "median_s",
+    "iqr_s",
+    "repeats",
+    "rel_error",
+    "correct",
+    "weight_bytes",
+    "convert_s",
+    "threads",
+    "cpu",
+    "blas",
+    "versions",
+]
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The points to measure."""
+
+    shapes: tuple[tuple[int, int], ...] = ((1024, 1024), (4096, 4096))
+    batches: tuple[int, ...] = (1, 64, 1024)
+    sparsities: tuple[float, ...] = (0, 0.5, 0.75, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
+    activations: tuple[float, ...] = (0.0, 0.5, 0.8)  # fraction of zeros in X
+    dtypes: tuple[str, ...] = ("float32", "float64", "int8")
+    budget: float = 0.5
+    max_repeats: int = 10
+    seed: int = 0
+    implementations: tuple[str, ...] | None = field(default=None)
+
+    def points(self) -> list[tuple]:
+        return [
+            (s, b, p, a, d)
+            for s in self.shapes
+            for b in self.batches
+            for d in self.dtypes
+            for a in self.activations
+            for p in self.sparsities
+        ]
+
+
+DEFAULT_GRID = Grid()
+QUICK_GRID = Grid(
+    shapes=((1024, 1024),),
+    batches=(64,),
+    sparsities=(0, 0.5, 0.75, 0.9, 0.95, 0.98, 0.99, 0.999),
+    activations=(0.0, 0.8),
+    dtypes=("float32", "int8"),
+    budget=0.3,
+    max_repeats=7,
+)
+
+
+def _data(shape, batch, sparsity, activation, seed):
+    rng = np.random.default_rng(seed)
+    n_in, n_out = shape
+    w = rng.normal(size=(n_in, n_out)) / math.sqrt(n_in)
+    w[rng.random(w.shape) < sparsity] = 0
+    x = np.abs(rng.normal(size=(batch, n_in)))
+    x[rng.random(x.shape) < activation] = 0
+    return w, x
+
+
+def _time(run, budget: float, max_repeats: int):
+    out = run()  # warm-up, not timed
+    times = []
+    start = time.perf_counter()
+    while len(times) < max_repeats and (not times or time.perf_counter() - start < budget):
+        t0 = time.perf_counter()
+        out = run()
+        times.append(time.perf_counter() - t0)
+    q1, med, q3 = np.percentile(times, [25, 50, 75])
+    return out, float(med), float(q3 - q1), len(times)
+
+
+def _key(row: dict) -> tuple:
+    return (
+        str(row["shape"]),
+        int(row["batch"]),
+        float(row["sparsity"]),
+        float(row["activation"]),
+        row["dtype"],
+        row["implementation"],
+    )
+
+
+def load_rows(path: str | Path) -> list[dict]:
+    """Rows of a CSV written by :func:`run_grid` (numbers parsed)."""
+    rows = []
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            for k in ("batch", "repeats", "weight_bytes", "threads"):
+                row[k] = int(row[k])
+            for k in ("sparsity", "activation", "median_s", "iqr_s", "rel_error", "convert_s"):
+                row[k] = float(row[k])
+            row["correct"] = row["correct"] == "True"
+            rows.append(row)
+    return rows
+
+
+def run_grid(
+    grid: Grid, out_dir: str | Path, *, resume: bool = False, progress: bool = True
+) -> list[dict]:
+    """Measure every point of ``grid``; write ``crossover.csv`` and ``.json`` in ``out_dir``.
+
+    With ``resume`` the points already in ``crossover.csv`` are skipped and
+    new rows are appended; without it an existing file is an error (nothing
+    a user measured is overwritten unasked).
+    """
+    from tqdm.auto import tqdm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path = out_dir / "crossover.csv"
+    if csv_path.exists() and not resume:
+        raise FileExistsError(f"{csv_path} exists; pass --resume to continue it, or another -o")
+    rows = load_rows(csv_path) if csv_path.exists() else []
+    done = {_key(r) for r in rows}
+    env = environment()
+    common = {
+        "threads": available_cores(),
+        "cpu": env["cpu"],
+        "blas": blas_name(),
+        "versions": json.dumps(env["versions"], sort_keys=True),
+    }
+    todo = []
+    for shape, batch, sparsity, activation, dtype in grid.points():
+        for name, prepare in implementations(dtype).items():
+            if grid.implementations and name not in grid.implementations:
+                continue
+            key = (
+                str(f"{shape[0]}x{shape[1]}"),
+                batch,
+                float(sparsity),
+                float(activation),
+                dtype,
+                name,
+            )
+            if key not in done:
+                todo.append((shape, batch, sparsity, activation, dtype, name, prepare))
+    new_file = not csv_path.exists()
+    with open(csv_path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        if new_file:
+            writer.writeheader()
+        cache: dict = {}
+        for shape, batch, sparsity, activation, dtype, name, prepare in tqdm(
+            todo, desc="crossover grid", unit="point", disable=not progress
+        ):
+            data_key = (shape, batch, sparsity, activation)
+            if data_key not in cache:
+                cache.clear()
+                w, x = _data(shape, batch, sparsity, activation, grid.seed)
+                cache[data_key] = (w, x, x @ w, conversion_seconds(x, dtype))
+            w, x, ref, convert = cache[data_key]
+            run, to_dense, nbytes = prepare(w, x, dtype)
+            out, median, iqr, repeats = _time(run, grid.budget, grid.max_repeats)
+            got = to_dense(out).astype(np.float64)
+            err = float(np.linalg.norm(got - ref) / max(np.linalg.norm(ref), 1e-300))
+            row = {
+                "shape": f"{shape[0]}x{shape[1]}",
+                "batch": batch,
+                "sparsity": sparsity,
+                "activation": activation,
+                "dtype": dtype,
+                "implementation": name,
+                "median_s": median,
+                "iqr_s": iqr,
+                "repeats": repeats,
+                "rel_error": err,
+                "correct": err <= TOLERANCE[dtype],
+                "weight_bytes": nbytes,
+                "convert_s": convert if name.startswith("gbdnn") else 0.0,
+                **common,
+            }
+            writer.writerow(row)
+            f.flush()
+            rows.append(row)
+    tmp = out_dir / ".crossover.json.tmp"
+    tmp.write_text(
+        json.dumps(
+            {
+                "environment": env,
+                "blas": blas_name(),
+                "grid": asdict(grid),
+                "rows": rows,
+                "crossovers": crossovers(rows),
+            },
+            indent=1,
+        )
+    )
+    os.replace(tmp, out_dir / "crossover.json")
+    return rows
+
+
+def _crossing(sparsities: list[float], mine: list[float], theirs: list[float]) -> float | None:
+    """The lowest sparsity from which ``mine`` stays faster, interpolated in log time."""
+    faster = [m < t for m, t in zip(mine, theirs, strict=True)]
+    if not faster[-1]:
+        return None
+    i = len(faster) - 1
+    while i > 0 and faster[i - 1]:
+        i -= 1
+    if i == 0:
+        return sparsities[0]
+    # log(mine/theirs) goes from >= 0 at i-1 to < 0 at i
+    d0 = math.log(mine[i - 1] / theirs[i - 1])
+    d1 = math.log(mine[i] / theirs[i])
+    s0, s1 = sparsities[i - 1], sparsities[i]
+    return s0 + (s1 - s0) * d0 / (d0 - d1)
+
+
+def crossovers(rows: Iterable[dict], ours: str = "gbdnn") -> list[dict]:
+    """Where gbdnn overtakes each peer, per (shape, batch, activation, value type).
+
+    ``crossover`` is the interpolated weight sparsity from which gbdnn is the
+    faster one, ``None`` ("never") if it is not faster at the sparsest point.
+    """
+    rows = list(rows)
+    groups: dict[tuple, dict[str, dict[float, float]]] = {}
+    for r in rows:
+        g = groups.setdefault((r["shape"], r["batch"], r["activation"], r["dtype"]), {})
+        g.setdefault(r["implementation"], {})[float(r["sparsity"])] = float(r["median_s"])
+    out = []
+    for (shape, batch, activation, dtype), impls in groups.items():
+        mine_name = next((n for n in impls if n.startswith(ours)), None)
+        if mine_name is None:
+            continue
+        for peer, times in impls.items():
+            if peer == mine_name:
+                continue
+            common = sorted(set(times) & set(impls[mine_name]))
+            if not common:
+                continue
+            cross = _crossing(
+                common, [impls[mine_name][s] for s in common], [times[s] for s in common]
+            )
+            out.append(
+                {
+                    "shape": shape,
+                    "batch": batch,
+                    "activation": activation,
+                    "dtype": dtype,
+                    "implementation": mine_name,
+                    "peer": peer,
+                    "crossover": cross,
+                }
+            )
+    return out

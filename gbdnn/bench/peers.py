@@ -1,0 +1,160 @@
+"""The implementations timed by the harness: gbdnn and the libraries users would pick.
+
+Each implementation is a function ``prepare(w, x, dtype) -> (run, result, nbytes)``:
+untimed setup that returns the timed callable, a function turning its output
+into a dense NumPy array (for the correctness check after timing), and the
+bytes its weight format holds at rest. ``w`` is the dense float64 weight
+``(in, out)``, ``x`` the dense float64 input ``(batch, in)``; the layer
+computed is ``Y = X W`` (``dtype`` "int8" means 8-bit weights with 8-bit
+activations and int32 accumulation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib.util import find_spec
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..convert import to_matrix
+from ..dtypes import value_type
+from ..layers import Linear
+from ..model import Sequential
+from ..quant import ActivationQuantizer, UniformQuantizer, quantize_model
+
+Prepared = tuple[Callable[[], object], Callable[[object], np.ndarray], int]
+
+
+def _float(dtype: str) -> np.dtype:
+    return np.dtype(np.float64 if dtype == "float64" else np.float32)
+
+
+def gbdnn_float(w, x, dtype) -> Prepared:
+    """gbdnn on a GraphBLAS input, result left in GraphBLAS (compute only)."""
+    vtype = value_type(dtype)
+    model = Sequential([Linear(w, dtype=dtype)])
+    xm = to_matrix(x.astype(vtype.numpy), vtype, "X")
+    layer = model[0]
+    nbytes = layer.nnz * (vtype.numpy.itemsize + 8) + 8 * (layer.in_features + 1)
+    return (
+        lambda: model.predict(xm, output="graphblas"),
+        lambda y: y.to_dense(fill_value=0, dtype=vtype.numpy),
+        nbytes,
+    )
+
+
+def gbdnn_int8(w, x, dtype) -> Prepared:
+    """gbdnn QuantizedLinear: int8 weights and activations, exact INT32 products."""
+    model = quantize_model(
+        Sequential([Linear(w)]),
+        x[: min(len(x), 256)],
+        UniformQuantizer(8, per_channel=True),
+        activations=ActivationQuantizer(8),
+    )
+    xm = to_matrix(x.astype(np.float32), value_type("float32"), "X")
+    return (
+        lambda: model.predict(xm, output="graphblas"),
+        lambda y: y.to_dense(fill_value=0, dtype=np.float32),
+        model.nnz * 9 + 4096,
+    )
+
+
+def numpy_dense(w, x, dtype) -> Prepared:
+    ft = _float(dtype)
+    wd, xd = w.astype(ft), x.astype(ft)
+    return (lambda: xd @ wd), np.asarray, wd.nbytes
+
+
+def scipy_csr(w, x, dtype) -> Prepared:
+    ft = _float(dtype)
+    ws = sp.csr_array(w.astype(ft))
+    xs = x.astype(ft)
+    if np.count_nonzero(xs) <= 0.5 * xs.size:  # ReLU-like inputs go in sparse
+        xs = sp.csr_array(xs)
+    nbytes = ws.data.nbytes + ws.indices.nbytes + ws.indptr.nbytes
+    return (lambda: xs @ ws), (lambda y: y.toarray() if sp.issparse(y) else np.asarray(y)), nbytes
+
+
+def torch_dense(w, x, dtype) -> Prepared:
+    import torch
+
+    ft = torch.float64 if dtype == "float64" else torch.float32
+    wt, xt = torch.from_numpy(w).to(ft), torch.from_numpy(x).to(ft)
+
+    def run():
+        with torch.no_grad():
+            return xt @ wt
+
+    return run, (lambda y: y.numpy()), wt.numel() * wt.element_size()
+
+
+def torch_sparse_csr(w, x, dtype) -> Prepared:
+    import torch
+
+    ft = torch.float64 if dtype == "float64" else torch.float32
+    wt = torch.from_numpy(np.ascontiguousarray(w.T)).to(ft).to_sparse_csr()  # W' (out, in)
+    xt = torch.from_numpy(np.ascontiguousarray(x.T)).to(ft)  # X' (in, batch)
+
+    def run():
+        with torch.no_grad():
+            return torch.sparse.mm(wt, xt)  # Y' = W' X'
+
+    nbytes = sum(
+        t.numel() * t.element_size() for t in (wt.values(), wt.col_indices(), wt.crow_indices())
+    )
+    return run, (lambda y: y.numpy().T), nbytes
+
+
+def torch_int8_dynamic(w, x, dtype) -> Prepared:
+    """PyTorch's dynamic int8 quantized Linear: the dense int8 peer."""
+    import torch
+
+    linear = torch.nn.Linear(w.shape[0], w.shape[1], bias=False)
+    with torch.no_grad():
+        linear.weight.copy_(torch.from_numpy(w.T.astype(np.float32)))
+    q = torch.ao.quantization.quantize_dynamic(
+        torch.nn.Sequential(linear), {torch.nn.Linear}, dtype=torch.qint8
+    )
+    xt = torch.from_numpy(x.astype(np.float32))
+
+    def run():
+        with torch.no_grad():
+            return q(xt)
+
+    return run, (lambda y: y.numpy()), w.size  # one byte per weight
+
+
+def implementations(dtype: str) -> dict[str, Callable]:
+    """The implementations available for ``dtype`` on this machine."""
+    has_torch = find_spec("torch") is not None
+    if dtype == "int8":
+        impls = {"gbdnn int8": gbdnn_int8, "NumPy dense FP32": numpy_dense}
+        if has_torch:
+            impls["PyTorch dynamic int8 (dense)"] = torch_int8_dynamic
+        return impls
+    impls = {"gbdnn": gbdnn_float, "NumPy dense": numpy_dense, "SciPy CSR": scipy_csr}
+    if has_torch:
+        impls["PyTorch dense"] = torch_dense
+        impls["PyTorch sparse CSR"] = torch_sparse_csr
+    return impls
+
+
+def blas_name() -> str:
+    """The BLAS behind NumPy."""
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        return f"{blas.get('name')} {blas.get('version', '')}".strip()
+    except (KeyError, TypeError, AttributeError, ValueError):
+        return "unknown"
+
+
+def conversion_seconds(x: np.ndarray, dtype: str) -> float:
+    """Seconds gbdnn spends converting ``x`` from NumPy and a result back."""
+    import time
+
+    vtype = value_type("float32" if dtype == "int8" else dtype)
+    start = time.perf_counter()
+    m = to_matrix(x.astype(vtype.numpy), vtype, "X")
+    m.to_dense(fill_value=0, dtype=vtype.numpy)
+    return time.perf_counter() - start

@@ -1,0 +1,79 @@
+"""Figures of the crossover grid: time against weight sparsity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .crossover import crossovers
+
+_DENSE_PEERS = ("NumPy dense", "NumPy dense FP32")
+
+
+def plot(rows: list[dict], out_dir: str | Path, *, stem: str = "crossover") -> list[Path]:
+    """One figure per (value type, activation sparsity): a panel per (shape, batch).
+
+    Log-scale time against weight sparsity, one line per implementation, the
+    crossover of gbdnn against dense NumPy marked. Written as PNG and SVG.
+
+    Returns
+    -------
+    list of Path
+        The files written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    cross = {
+        (c["shape"], c["batch"], c["activation"], c["dtype"], c["peer"]): c["crossover"]
+        for c in crossovers(rows)
+    }
+    written = []
+    for dtype in dict.fromkeys(r["dtype"] for r in rows):
+        for act in dict.fromkeys(r["activation"] for r in rows if r["dtype"] == dtype):
+            sub = [r for r in rows if r["dtype"] == dtype and r["activation"] == act]
+            panels = list(dict.fromkeys((r["shape"], r["batch"]) for r in sub))
+            fig, axes = plt.subplots(
+                1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False
+            )
+            for ax, (shape, batch) in zip(axes[0], panels, strict=True):
+                here = [r for r in sub if r["shape"] == shape and r["batch"] == batch]
+                for name in dict.fromkeys(r["implementation"] for r in here):
+                    pts = sorted(
+                        (r["sparsity"], r["median_s"]) for r in here if r["implementation"] == name
+                    )
+                    ax.plot(
+                        [100 * p for p, _ in pts],
+                        [t * 1e3 for _, t in pts],
+                        marker="o",
+                        markersize=3,
+                        label=name,
+                        linewidth=2 if name.startswith("gbdnn") else 1,
+                    )
+                for peer in _DENSE_PEERS:
+                    c = cross.get((shape, batch, act, dtype, peer))
+                    if c is not None:
+                        ax.axvline(100 * c, color="k", linestyle="--", linewidth=0.8)
+                        ax.text(
+                            100 * c, ax.get_ylim()[1], f" {100 * c:.1f} %", va="top", fontsize=8
+                        )
+                ax.set_yscale("log")
+                ax.set_title(f"{shape}, batch {batch}", fontsize=9)
+                ax.set_xlabel("weight sparsity (%)")
+                ax.set_ylabel("time (ms)")
+                ax.grid(True, which="both", alpha=0.3)
+            axes[0][0].legend(fontsize=7)
+            fig.suptitle(
+                f"{dtype}, activations {100 * act:.0f} % zeros "
+                "(dashed: gbdnn overtakes dense NumPy)",
+                fontsize=10,
+            )
+            fig.tight_layout()
+            for ext in ("png", "svg"):
+                path = out_dir / f"{stem}-{dtype}-act{int(100 * act)}.{ext}"
+                fig.savefig(path, dpi=110)
+                written.append(path)
+            plt.close(fig)
+    return written
