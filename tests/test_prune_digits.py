@@ -1,27 +1,21 @@
 """Pruning evidence on a real task: the digits MLP in data/digits-mlp.npz."""
 
-import sys
-from pathlib import Path
-
+import digits_mlp
 import numpy as np
 import pytest
 
 import gbdnn
 from gbdnn.prune import CSPPruner, MagnitudePruner
 
-pytest.importorskip("sklearn", reason="the digits data ship with scikit-learn")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-import digits_mlp
+
+@pytest.fixture
+def split(digits_split):
+    return digits_split
 
 
-@pytest.fixture(scope="module")
-def split():
-    return digits_mlp.load_split()
-
-
-@pytest.fixture(scope="module")
-def model():
-    return gbdnn.load(digits_mlp.MODEL_PATH)
+@pytest.fixture
+def model(digits_model):
+    return digits_model
 
 
 def test_saved_model_reproduces_its_accuracy(model, split):

@@ -11,6 +11,7 @@ activations and int32 accumulation).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from importlib.util import find_spec
 
@@ -93,7 +94,9 @@ def torch_sparse_csr(w, x, dtype) -> Prepared:
     import torch
 
     ft = torch.float64 if dtype == "float64" else torch.float32
-    wt = torch.from_numpy(np.ascontiguousarray(w.T)).to(ft).to_sparse_csr()  # W' (out, in)
+    with warnings.catch_warnings():  # "sparse CSR support is in beta"
+        warnings.simplefilter("ignore", UserWarning)
+        wt = torch.from_numpy(np.ascontiguousarray(w.T)).to(ft).to_sparse_csr()  # W' (out, in)
     xt = torch.from_numpy(np.ascontiguousarray(x.T)).to(ft)  # X' (in, batch)
 
     def run():
@@ -113,9 +116,11 @@ def torch_int8_dynamic(w, x, dtype) -> Prepared:
     linear = torch.nn.Linear(w.shape[0], w.shape[1], bias=False)
     with torch.no_grad():
         linear.weight.copy_(torch.from_numpy(w.T.astype(np.float32)))
-    q = torch.ao.quantization.quantize_dynamic(
-        torch.nn.Sequential(linear), {torch.nn.Linear}, dtype=torch.qint8
-    )
+    with warnings.catch_warnings():  # quantized tensor creation is deprecated, still served
+        warnings.simplefilter("ignore", UserWarning)
+        q = torch.ao.quantization.quantize_dynamic(
+            torch.nn.Sequential(linear), {torch.nn.Linear}, dtype=torch.qint8
+        )
     xt = torch.from_numpy(x.astype(np.float32))
 
     def run():

@@ -24,12 +24,17 @@ def check_amount(amount: object, name: str = "amount") -> float:
     return float(amount)
 
 
+def _int_pair(value: object, name: str, what: str) -> tuple[int, int]:
+    try:
+        first, second = (int(v) for v in value)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a pair {what} of integers, got {value!r}") from None
+    return first, second
+
+
 def check_n_m(n_m: object) -> tuple[int, int]:
     """Validate an ``(N, M)`` pattern: keep N of every M, ``1 <= N <= M``."""
-    try:
-        n, m = (int(v) for v in n_m)  # type: ignore[union-attr]
-    except (TypeError, ValueError):
-        raise ValueError(f"n_m must be a pair (N, M) of integers, got {n_m!r}") from None
+    n, m = _int_pair(n_m, "n_m", "(N, M)")
     if m < 1 or n < 1:
         raise ValueError(f"n_m must have N >= 1 and M >= 1, got {n}:{m}")
     if n > m:
@@ -39,10 +44,7 @@ def check_n_m(n_m: object) -> tuple[int, int]:
 
 def check_block(block: object) -> tuple[int, int]:
     """Validate a block shape ``(rows, cols)`` of positive integers."""
-    try:
-        rows, cols = (int(v) for v in block)  # type: ignore[union-attr]
-    except (TypeError, ValueError):
-        raise ValueError(f"block must be a pair (rows, cols) of integers, got {block!r}") from None
+    rows, cols = _int_pair(block, "block", "(rows, cols)")
     if rows < 1 or cols < 1:
         raise ValueError(f"block must have positive sides, got {rows}x{cols}")
     return rows, cols

@@ -276,53 +276,53 @@ def quantize_model(
     if not np.isfinite(x).all():
         raise GbdnnError("calibration data contains NaN or Inf values")
     inputs = iter(_calibrated_inputs(model, x))
-    layers = []
-    for layer in model:
-        if not isinstance(layer, Linear):
-            layers.append(layer)
-            continue
-        w = _dense_weight(layer)
+
+    def make(layer: Linear, w: np.ndarray) -> QuantizedLinear:
         wq = copy.deepcopy(weights).fit(w)
         aq = copy.deepcopy(activations).fit(next(inputs))
-        layers.append(
-            QuantizedLinear(
-                wq.centered(w),
-                wq.scale_,
-                aq.scale_,
-                (aq.qmin_, aq.qmax_),
-                layer.bias,
-                weight_zero_point=wq.zero_point_,
-                bits=wq.bits,
-                input_bits=aq.bits,
-                symmetric=wq.symmetric,
-                per_channel=wq.per_channel,
-                name=layer.name,
-            )
+        return QuantizedLinear(
+            wq.centered(w),
+            wq.scale_,
+            aq.scale_,
+            (aq.qmin_, aq.qmax_),
+            layer.bias,
+            weight_zero_point=wq.zero_point_,
+            bits=wq.bits,
+            input_bits=aq.bits,
+            symmetric=wq.symmetric,
+            per_channel=wq.per_channel,
+            name=layer.name,
         )
-    return Sequential(layers)
+
+    return _replace_linears(model, make)
 
 
 def codebook_model(model: Sequential, quantizer: CodebookQuantizer | None = None) -> Sequential:
     """Replace every Linear layer's weights by a fitted codebook (default 4-bit, per layer)."""
     quantizer = quantizer or CodebookQuantizer(4)
-    layers = []
-    for layer in model:
-        if not isinstance(layer, Linear):
-            layers.append(layer)
-            continue
-        w = _dense_weight(layer)
+
+    def make(layer: Linear, w: np.ndarray) -> CodebookLinear:
         cq = copy.deepcopy(quantizer).fit(w)
         pattern = sp.csr_array(w)
         codes = cq.encode(w)[pattern.nonzero()] if pattern.nnz else np.zeros(0, np.uint8)
-        layers.append(
-            CodebookLinear(
-                pattern,
-                codes,
-                cq.tables_,
-                layer.bias,
-                bits=cq.bits,
-                per_channel=cq.per_channel,
-                name=layer.name,
-            )
+        return CodebookLinear(
+            pattern,
+            codes,
+            cq.tables_,
+            layer.bias,
+            bits=cq.bits,
+            per_channel=cq.per_channel,
+            name=layer.name,
         )
-    return Sequential(layers)
+
+    return _replace_linears(model, make)
+
+
+def _replace_linears(model: Sequential, make) -> Sequential:
+    """A new model with ``make(layer, dense weight)`` in place of every Linear layer."""
+    return Sequential(
+        [
+            make(layer, _dense_weight(layer)) if isinstance(layer, Linear) else layer
+            for layer in model
+        ]
+    )

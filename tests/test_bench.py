@@ -1,0 +1,116 @@
+"""The crossover harness: interpolation, grid runs, resume, figures, CLI."""
+
+import json
+
+import pytest
+
+from gbdnn.bench import Grid, crossovers, load_rows, plot, run_grid
+from gbdnn.bench.crossover import _crossing
+from gbdnn.cli import main
+
+
+def test_crossing_is_interpolated_in_log_time():
+    # gbdnn 4x slower at 0.5, 4x faster at 0.9: log-ratio zero half way
+    assert _crossing([0.5, 0.9], [4.0, 0.25], [1.0, 1.0]) == pytest.approx(0.7)
+    assert _crossing([0.0, 0.5, 0.9], [0.5, 0.5, 0.5], [1.0, 1.0, 1.0]) == 0.0  # always faster
+    assert _crossing([0.0, 0.5], [2.0, 2.0], [1.0, 1.0]) is None  # never
+    # faster, slower again, then faster: the crossing that lasts
+    assert _crossing([0.1, 0.2, 0.3, 0.4], [0.5, 2.0, 2.0, 0.5], [1, 1, 1, 1]) == pytest.approx(
+        0.35
+    )
+
+
+def rows_for(times):
+    return [
+        {
+            "shape": "8x8",
+            "batch": 1,
+            "activation": 0.0,
+            "dtype": "float32",
+            "implementation": impl,
+            "sparsity": s,
+            "median_s": t,
+        }
+        for impl, series in times.items()
+        for s, t in series.items()
+    ]
+
+
+def test_crossovers_per_peer():
+    rows = rows_for(
+        {
+            "gbdnn": {0.5: 2.0, 0.9: 0.5},
+            "NumPy dense": {0.5: 1.0, 0.9: 1.0},
+            "SciPy CSR": {0.5: 0.1, 0.9: 0.1},
+        }
+    )
+    found = {c["peer"]: c["crossover"] for c in crossovers(rows)}
+    assert found["NumPy dense"] == pytest.approx(0.7)
+    assert found["SciPy CSR"] is None
+
+
+@pytest.fixture
+def tiny():
+    return Grid(
+        shapes=((48, 32),),
+        batches=(3,),
+        sparsities=(0.0, 0.9),
+        activations=(0.0, 0.5),
+        dtypes=("float32", "int8"),
+        budget=0.01,
+        max_repeats=2,
+        implementations=("gbdnn", "gbdnn int8", "NumPy dense", "NumPy dense FP32", "SciPy CSR"),
+    )
+
+
+def test_grid_run_resume_and_figures(tmp_path, tiny):
+    rows = run_grid(tiny, tmp_path, progress=False)
+    # float32: gbdnn, NumPy, SciPy; int8: gbdnn int8, NumPy FP32; 2 x 2 points each
+    assert len(rows) == 2 * 2 * 3 + 2 * 2 * 2
+    assert all(r["correct"] for r in rows), [r for r in rows if not r["correct"]]
+    assert all(r["median_s"] > 0 and r["weight_bytes"] > 0 for r in rows)
+    assert {r["blas"] for r in rows} and all(r["threads"] >= 1 for r in rows)
+    saved = load_rows(tmp_path / "crossover.csv")
+    assert len(saved) == len(rows) and saved[0]["implementation"] == rows[0]["implementation"]
+    report = json.loads((tmp_path / "crossover.json").read_text())
+    assert report["environment"]["versions"]["python-graphblas"]
+    assert len(report["crossovers"]) == 2 * 2 + 2 * 1
+    with pytest.raises(FileExistsError, match="--resume"):
+        run_grid(tiny, tmp_path, progress=False)
+    again = run_grid(tiny, tmp_path, resume=True, progress=False)
+    assert len(again) == len(rows)  # nothing measured twice
+    files = plot(again, tmp_path)
+    assert {f.suffix for f in files} == {".png", ".svg"} and all(f.stat().st_size for f in files)
+
+
+def test_cli_bench(tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = [
+        "bench",
+        "crossover",
+        "-o",
+        str(out),
+        "--shapes",
+        "40x24",
+        "--batches",
+        "2",
+        "--sparsities",
+        "0,0.9",
+        "--activations",
+        "0",
+        "--dtypes",
+        "float32",
+        "--budget",
+        "0.01",
+        "--no-progress",
+    ]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "| 40x24 | 2 | 0 % | float32 | NumPy dense |" in text
+    assert (out / "crossover.md").is_file() and (out / "crossover-float32-act0.png").is_file()
+    assert main(argv) == 2  # the results exist: refuse to overwrite
+    assert "--resume" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["bench", "crossover", "-o", str(out), "--shapes", "40by24"])
+    with pytest.raises(SystemExit):
+        main(["bench", "crossover", "-o", str(out), "--sparsities", "1.5"])
