@@ -45,7 +45,7 @@ def plot(rows: list[dict], out_dir: str | Path, *, stem: str = "crossover") -> l
                         (r["sparsity"], r["median_s"]) for r in here if r["implementation"] == name
                     )
                     ax.plot(
-                        [100 * p for p, _ in pts],
+                        [1 - p for p, _ in pts],
                         [t * 1e3 for _, t in pts],
                         marker="o",
                         markersize=3,
@@ -55,13 +55,13 @@ def plot(rows: list[dict], out_dir: str | Path, *, stem: str = "crossover") -> l
                 for peer in _DENSE_PEERS:
                     c = cross.get((shape, batch, act, dtype, peer))
                     if c is not None:
-                        ax.axvline(100 * c, color="k", linestyle="--", linewidth=0.8)
-                        ax.text(
-                            100 * c, ax.get_ylim()[1], f" {100 * c:.1f} %", va="top", fontsize=8
-                        )
+                        at = max(1 - c, 1e-4)
+                        ax.axvline(at, color="k", linestyle="--", linewidth=0.8)
+                        ax.text(at, ax.get_ylim()[1], f" {100 * c:.1f} %", va="top", fontsize=8)
+                _sparsity_axis(ax, [r["sparsity"] for r in here])
                 ax.set_yscale("log")
                 ax.set_title(f"{shape}, batch {batch}", fontsize=9)
-                ax.set_xlabel("weight sparsity (%)")
+                ax.set_xlabel("weight sparsity (%), on a log density scale")
                 ax.set_ylabel("time (ms)")
                 ax.grid(True, which="both", alpha=0.3)
             axes[0][0].legend(fontsize=7)
@@ -77,3 +77,13 @@ def plot(rows: list[dict], out_dir: str | Path, *, stem: str = "crossover") -> l
                 written.append(path)
             plt.close(fig)
     return written
+
+
+def _sparsity_axis(ax, sparsities: list[float]) -> None:
+    """x: density ``1 - sparsity`` on a log scale, decreasing, labelled as sparsity."""
+    ticks = sorted({1 - s for s in sparsities if s < 1}, reverse=True)
+    ax.set_xscale("log")
+    ax.set_xlim(max(ticks) * 1.3, min(ticks) / 1.3)
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([f"{100 * (1 - t):g}" for t in ticks], rotation=60, fontsize=7)
+    ax.minorticks_off()
