@@ -175,7 +175,7 @@ def run_bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .bench import DEFAULT_GRID, QUICK_GRID, crossovers, plot, run_grid
-    from .bench.report import markdown_table
+    from .bench.report import markdown_table, pivot_table
 
     grid = QUICK_GRID if args.quick else DEFAULT_GRID
     overrides = {
@@ -187,7 +187,10 @@ def run_bench(args: argparse.Namespace) -> int:
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     rows = run_grid(grid, args.output, resume=args.resume, progress=progress)
     files = plot(rows, args.output)
-    table = markdown_table(crossovers(rows), rows)
+    cross = crossovers(rows)
+    pivots = "\n\n".join(pivot_table(cross, d) for d in dict.fromkeys(r["dtype"] for r in rows))
+    table = markdown_table(cross, rows) + "\n\nBy peer (gbdnn faster from this sparsity on):\n\n"
+    table += pivots
     (Path(args.output) / "crossover.md").write_text(table + "\n")
     print(table)
     bad = [r for r in rows if not r["correct"]]

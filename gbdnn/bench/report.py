@@ -23,3 +23,25 @@ def markdown_table(cross: list[dict], rows: list[dict]) -> str:
             f"| {c['dtype']} | {c['peer']} | {at} |"
         )
     return "\n".join(lines)
+
+
+def pivot_table(cross: list[dict], dtype: str) -> str:
+    """Crossovers of one value type: a row per (shape, batch, activations), a column per peer."""
+    mine = [c for c in cross if c["dtype"] == dtype]
+    peers = list(dict.fromkeys(c["peer"] for c in mine))
+    cells = {(c["shape"], c["batch"], c["activation"], c["peer"]): c["crossover"] for c in mine}
+    keys = sorted(
+        {(c["shape"], c["batch"], c["activation"]) for c in mine},
+        key=lambda k: (int(k[0].split("x")[0]), k[1], k[2]),
+    )
+    lines = [
+        f"| {dtype}: shape | batch | input zeros | " + " | ".join(peers) + " |",
+        "| --- | ---: | ---: |" + " ---: |" * len(peers),
+    ]
+    for shape, batch, act in keys:
+        row = []
+        for peer in peers:
+            c = cells.get((shape, batch, act, peer), "n/a")
+            row.append("n/a" if c == "n/a" else "never" if c is None else f"{100 * c:.1f} %")
+        lines.append(f"| {shape} | {batch} | {100 * act:.0f} % | " + " | ".join(row) + " |")
+    return "\n".join(lines)
