@@ -60,14 +60,16 @@ def _positive_int(value: object, name: str) -> int:
 
 
 def plan_batches(nrows: int, batch_size: int, threads: int) -> list[tuple[int, int]]:
-    """Row ranges ``(start, stop)`` of at most ``batch_size`` rows.
+    """Row ranges ``(start, stop)`` of at most ``batch_size`` rows, evenly sized.
 
-    Inputs smaller than ``threads`` batches are split into ``threads`` batches
-    anyway, so that every thread has work.
+    The number of batches is rounded up to a multiple of ``threads``, so no
+    thread sits idle while another finishes the last batch.
     """
     if nrows == 0:
         return []
-    size = min(batch_size, -(-nrows // threads))
+    count = -(-nrows // batch_size)
+    count = -(-count // threads) * threads
+    size = -(-nrows // count)
     return [(start, min(start + size, nrows)) for start in range(0, nrows, size)]
 
 

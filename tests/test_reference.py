@@ -219,6 +219,20 @@ def test_calibration_is_cached(tmp_path, monkeypatch):
         tuning.current_costs.cache_clear()
 
 
+def test_batches_are_balanced_over_threads():
+    from gbdnn.runner import plan_batches
+
+    batches = plan_batches(60000, 4096, 2)
+    assert len(batches) == 16 and {b - a for a, b in batches} == {3750}
+    assert plan_batches(10, 4, 1) == [(0, 4), (4, 8), (8, 10)]
+    assert plan_batches(5, 100, 2) == [(0, 3), (3, 5)]
+    assert plan_batches(0, 10, 2) == []
+    for n, size, threads in [(1, 1, 2), (7, 3, 2), (1000, 64, 3)]:
+        b = plan_batches(n, size, threads)
+        assert b[0][0] == 0 and b[-1][1] == n and all(y - x <= size for x, y in b)
+        assert all(b[i][1] == b[i + 1][0] for i in range(len(b) - 1))
+
+
 def test_explicit_zeros_are_not_stored():
     w = sp.csr_matrix((np.array([0.0, 2.0]), np.array([0, 1]), np.array([0, 1, 2])), shape=(2, 2))
     assert gbdnn.Linear(w).nnz == 1
