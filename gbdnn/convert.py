@@ -133,6 +133,16 @@ def to_matrix(
     return full
 
 
+def dense_float64(x: object, name: str) -> np.ndarray:
+    """``x`` (NumPy or SciPy) as a 2-D float64 NumPy array, checked finite."""
+    out = np.asarray(x.toarray() if sp.issparse(x) else x, dtype=np.float64)
+    if out.ndim != 2:
+        raise ShapeError(f"{name} must be two-dimensional, got shape {out.shape}")
+    if not np.isfinite(out).all():
+        raise NonFiniteError(f"{name} contains NaN or Inf values")
+    return out
+
+
 def to_vector(x: object, length: int, vtype: ValueType, name: str) -> np.ndarray:
     """Validate a 1-D vector (or a scalar to broadcast) of ``length`` entries.
 

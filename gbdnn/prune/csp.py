@@ -42,7 +42,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import NonFiniteError, ShapeError
+from ..convert import dense_float64
+from ..errors import ShapeError
 from ..layers import Linear, ReLU
 from ..model import Sequential
 from .masks import check_amount, check_n_m, keep_largest, keep_n_of_m, keep_per_column
@@ -264,11 +265,7 @@ class CSPPruner:
             Calibration rows ``(n, in)`` reaching the first (or only) layer.
         """
         t = Target(target, self.exclude)
-        x = np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float64)
-        if x.ndim != 2:
-            raise ShapeError(f"calibration data must be two-dimensional, got shape {x.shape}")
-        if not np.isfinite(x).all():
-            raise NonFiniteError("calibration data contains NaN or Inf values")
+        x = dense_float64(x, "calibration data")
         if t.kind == "model":
             self.weights_, self.errors_ = self._fit_model(target, t, x)
         elif t.kind == "single":

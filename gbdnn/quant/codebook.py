@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..convert import dense_float64
 from .clipping import check_bits
-from .uniform import _check_matrix
 
 
 def lloyd_max(values: np.ndarray, k: int, *, max_iter: int = 100) -> np.ndarray:
@@ -61,7 +61,7 @@ class CodebookQuantizer:
 
     def fit(self, w: np.ndarray) -> CodebookQuantizer:
         """Cluster the nonzero weights of ``w`` ``(in, out)``."""
-        w = _check_matrix(w, "weight")
+        w = dense_float64(w, "weight")
         k = 2**self.bits
         columns = [w[:, j] for j in range(w.shape[1])] if self.per_channel else [w.ravel()]
         tables = []
@@ -73,7 +73,7 @@ class CodebookQuantizer:
 
     def encode(self, w: np.ndarray) -> np.ndarray:
         """Index (uint8) of the nearest centroid of every weight."""
-        w = _check_matrix(w, "weight")
+        w = dense_float64(w, "weight")
         if not hasattr(self, "tables_"):
             raise RuntimeError("call fit before encode")
         tables = self.tables_.astype(np.float64)
@@ -93,5 +93,5 @@ class CodebookQuantizer:
 
     def quantize(self, w: np.ndarray) -> np.ndarray:
         """``decode(encode(w))``: the weight as the table represents it."""
-        w = _check_matrix(w, "weight")
+        w = dense_float64(w, "weight")
         return self.decode(self.encode(w), w != 0)

@@ -32,8 +32,9 @@ import scipy.sparse as sp
 from graphblas import Matrix, Vector, binary, select, semiring, unary
 
 from .. import kernels
+from ..convert import dense_float64
 from ..dtypes import value_type
-from ..errors import GbdnnError, ShapeError
+from ..errors import ShapeError
 from ..layers import Layer, Linear, ReLU, affine_stage, check_name
 from ..model import Sequential
 from ..runner import Stage
@@ -268,13 +269,11 @@ def quantize_model(
     """
     weights = weights or UniformQuantizer(8)
     activations = activations or ActivationQuantizer(8)
-    x = np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float64)
-    if x.ndim != 2 or x.shape[1] != model.in_features:
+    x = dense_float64(x, "calibration data")
+    if x.shape[1] != model.in_features:
         raise ShapeError(
             f"calibration data must have shape (n, {model.in_features}), got {x.shape}"
         )
-    if not np.isfinite(x).all():
-        raise GbdnnError("calibration data contains NaN or Inf values")
     inputs = iter(_calibrated_inputs(model, x))
 
     def make(layer: Linear, w: np.ndarray) -> QuantizedLinear:

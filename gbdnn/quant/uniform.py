@@ -13,17 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import NonFiniteError, ShapeError
+from ..convert import dense_float64
+from ..errors import ShapeError
 from .clipping import check_bits, thresholds
-
-
-def _check_matrix(w: np.ndarray, name: str) -> np.ndarray:
-    w = np.asarray(w, dtype=np.float64)
-    if w.ndim != 2:
-        raise ShapeError(f"{name} must be two-dimensional, got shape {w.shape}")
-    if not np.isfinite(w).all():
-        raise NonFiniteError(f"{name} contains NaN or Inf values")
-    return w
 
 
 class UniformQuantizer:
@@ -69,7 +61,7 @@ class UniformQuantizer:
 
     def fit(self, w: np.ndarray) -> UniformQuantizer:
         """Choose scales (and zero points) for the weight ``w`` ``(in, out)``."""
-        w = _check_matrix(w, "weight")
+        w = dense_float64(w, "weight")
         kw = {"per_channel": self.per_channel, "percentile": self.percentile}
         if self.symmetric:
             self.qmin_, self.qmax_ = -(2 ** (self.bits - 1) - 1), 2 ** (self.bits - 1) - 1
@@ -90,7 +82,7 @@ class UniformQuantizer:
 
     def quantize(self, w: np.ndarray) -> np.ndarray:
         """Integers ``q`` (int32) of ``w``; zeros map to the zero point."""
-        w = _check_matrix(w, "weight")
+        w = dense_float64(w, "weight")
         if not hasattr(self, "scale_"):
             raise RuntimeError("call fit before quantize")
         if self.per_channel and w.shape[1] != self.scale_.size:
@@ -144,7 +136,7 @@ class ActivationQuantizer:
 
     def fit(self, x: np.ndarray) -> ActivationQuantizer:
         """Calibrate the range on sample activations ``x``."""
-        x = _check_matrix(x, "calibration data")
+        x = dense_float64(x, "calibration data")
         if x.size == 0:
             raise ShapeError("calibration data is empty")
         self.signed_ = bool((x < 0).any())
