@@ -145,5 +145,9 @@ def test_truncated_empty_and_missing_files(tmp_path, model):
     with pytest.raises(gbdnn.MissingFileError):
         gbdnn.load(tmp_path / "nope.npz")
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    with pytest.raises(gbdnn.FileFormatError):
+    with pytest.raises(gbdnn.FileFormatError, match="not a zip file") as info:
         gbdnn.load(tmp_path / "obj.npy")
+    assert "pickle" not in str(info.value)
+    (tmp_path / "text.npz").write_text("hello")
+    with pytest.raises(gbdnn.FileFormatError, match="not a zip file"):
+        gbdnn.load(tmp_path / "text.npz")

@@ -337,6 +337,9 @@ def load(path: str | Path, *, with_metadata: bool = False) -> Sequential | tuple
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"{path}: no such file")
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":  # not a zip: never pass NumPy's advice to unpickle
+            raise _fail(path, "not a readable .npz archive (not a zip file)")
     try:
         store = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
