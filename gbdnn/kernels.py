@@ -4,8 +4,8 @@ Every function takes and returns ``graphblas.Matrix`` objects whose rows are
 samples. Each GraphBLAS call runs on one thread (``nthreads=1``): gbdnn runs in
 parallel over row batches instead (see :mod:`gbdnn.runner`), which on the
 Graph Challenge workload is faster than SuiteSparse's own threading and keeps
-every floating-point sum in the same order whatever the batch size and thread
-count, so results are bit-identical.
+each kernel's floating-point sums in the same order whatever the batch size
+and thread count (different kernels may round differently).
 
 All calls use built-in types and semirings (``plus_times``, ``plus_plus``,
 ``select.valuegt``, ``binary.plus``, ``binary.min``) so SuiteSparse runs its

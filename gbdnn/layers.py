@@ -212,12 +212,7 @@ class Linear(Layer):
         return self.dtype
 
     def stage(self, following: Layer | None = None) -> tuple[runner.Stage, int]:
-        return affine_stage(
-            self.product,
-            lambda z, b: kernels.add_bias_full(self.product(z), b),
-            self.bias,
-            following,
-        )
+        return affine_stage(self.product, self.bias, following)
 
     def __repr__(self) -> str:
         bias = "None" if self.bias is None else f"({self.out_features},)"
@@ -237,7 +232,6 @@ def check_name(name: object) -> str | None:
 
 def affine_stage(
     product: Callable[[Matrix], Matrix],
-    product_plus_bias: Callable[[Matrix, np.ndarray], Matrix],
     bias: np.ndarray | None,
     following: Layer | None,
 ) -> tuple[runner.Stage, int]:
@@ -247,8 +241,6 @@ def affine_stage(
     ----------
     product : callable
         ``X -> P(X)``, e.g. ``X W``.
-    product_plus_bias : callable
-        ``(X, b) -> P(X) + 1 b'`` with the bias reaching every entry.
     bias : numpy.ndarray or None
     following : Layer or None
         The next layer; a ReLU is fused.
@@ -280,7 +272,7 @@ def affine_stage(
 
         def affine(z: Matrix) -> Matrix:
             # Z = P(X) + 1 b', the bias reaching every entry
-            return product_plus_bias(z, b)
+            return kernels.add_bias_full(product(z), b)
 
     if relu is None:
         return affine, 1

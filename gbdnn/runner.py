@@ -4,7 +4,9 @@ The rows of the input are cut into batches; each batch is converted to
 GraphBLAS, pushed through every stage and written into the result, so memory
 is bounded by ``threads`` batches in flight plus the result itself. Batches run
 in a thread pool (GraphBLAS releases the GIL), each GraphBLAS call on one
-thread, so results do not depend on ``batch_size`` or ``threads``.
+thread, so a row's result does not depend on the other rows of its batch:
+with a fixed kernel (see :mod:`gbdnn.tuning`) results are bit-identical for
+any ``batch_size`` and ``threads``.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ PATHS = ("auto", "sparse", "dense", "blas")
 
 @dataclass(frozen=True)
 class Costs:
-    """Seconds per multiply-add of each kernel, on one thread."""
+    """Wall seconds per multiply-add of each kernel, with every worker busy (as in predict)."""
 
     sparse: float = 1.33e-9
     dense: float = 1.4e-10

@@ -17,9 +17,9 @@ import graphblas as gb
 import numpy as np
 import scipy.sparse as sp
 
-from ..convert import check_finite_matrix
+from ..convert import check_finite_matrix, dense_float64
 from ..dtypes import check_real_dtype
-from ..errors import GbdnnError, NonFiniteError, ShapeError
+from ..errors import GbdnnError, ShapeError
 from ..layers import Linear
 from ..model import Sequential
 
@@ -41,24 +41,13 @@ def _dense(w: Any, where: str) -> np.ndarray:
     if isinstance(w, gb.Matrix):
         check_finite_matrix(w, where)
         return w.to_dense(fill_value=0).astype(np.float64)
-    if sp.issparse(w):
-        if w.ndim != 2:
-            raise ShapeError(f"{where} must be two-dimensional")
-        check_real_dtype(w.dtype, where)
-        out = w.toarray().astype(np.float64)
-    elif isinstance(w, np.ndarray):
-        if w.ndim != 2:
-            raise ShapeError(f"{where} must be two-dimensional, got shape {w.shape}")
-        check_real_dtype(w.dtype, where)
-        out = w.astype(np.float64)
-    else:
+    if not (sp.issparse(w) or isinstance(w, np.ndarray)):
         raise TypeError(
             f"{where} must be a numpy array, scipy sparse matrix, graphblas.Matrix, "
             f"gbdnn.Sequential or torch.nn.Module, not {type(w).__name__}"
         )
-    if not np.isfinite(out).all():
-        raise NonFiniteError(f"{where} contains NaN or Inf values")
-    return out
+    check_real_dtype(w.dtype, where)
+    return dense_float64(w, where)
 
 
 class Target:

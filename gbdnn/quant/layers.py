@@ -31,7 +31,6 @@ import numpy as np
 import scipy.sparse as sp
 from graphblas import Matrix, Vector, binary, select, semiring, unary
 
-from .. import kernels
 from ..convert import dense_float64
 from ..dtypes import value_type
 from ..errors import ShapeError
@@ -166,10 +165,7 @@ class QuantizedLinear(Layer):
         return self._rescale(acc)
 
     def stage(self, following: Layer | None = None) -> tuple[Stage, int]:
-        return affine_stage(self._product, self._product_plus_bias, self.bias, following)
-
-    def _product_plus_bias(self, z: Matrix, bias: np.ndarray) -> Matrix:
-        return kernels.add_bias_full(self._product(z), bias)
+        return affine_stage(self._product, self.bias, following)
 
     def reference(self, x: np.ndarray) -> np.ndarray:
         """The same layer in NumPy, integer sums in int64 (no ReLU): for checking."""
