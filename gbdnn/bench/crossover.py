@@ -64,13 +64,15 @@ class Grid:
     implementations: tuple[str, ...] | None = field(default=None)
 
     def points(self) -> list[tuple]:
+        """``(shape, batch, sparsity, activation, dtype)``, the value type innermost
+        so each point's data are made once for all value types."""
         return [
             (s, b, p, a, d)
             for s in self.shapes
             for b in self.batches
-            for d in self.dtypes
             for a in self.activations
             for p in self.sparsities
+            for d in self.dtypes
         ]
 
 
@@ -163,13 +165,15 @@ def run_grid(
         for name, prepare in implementations(dtype).items():
             if grid.implementations and name not in grid.implementations:
                 continue
-            key = (
-                str(f"{shape[0]}x{shape[1]}"),
-                batch,
-                float(sparsity),
-                float(activation),
-                dtype,
-                name,
+            key = _key(
+                {
+                    "shape": f"{shape[0]}x{shape[1]}",
+                    "batch": batch,
+                    "sparsity": sparsity,
+                    "activation": activation,
+                    "dtype": dtype,
+                    "implementation": name,
+                }
             )
             if key not in done:
                 todo.append((shape, batch, sparsity, activation, dtype, name, prepare))
@@ -183,11 +187,14 @@ def run_grid(
             todo, desc="crossover grid", unit="point", disable=not progress
         ):
             data_key = (shape, batch, sparsity, activation)
-            if data_key not in cache:
+            if data_key not in cache:  # made once for every value type and implementation
                 cache.clear()
                 w, x = _data(shape, batch, sparsity, activation, grid.seed)
-                cache[data_key] = (w, x, x @ w, conversion_seconds(x, dtype))
-            w, x, ref, convert = cache[data_key]
+                cache[data_key] = {"data": (w, x, x @ w)}
+            w, x, ref = cache[data_key]["data"]
+            if dtype not in cache[data_key]:
+                cache[data_key][dtype] = conversion_seconds(x, dtype)
+            convert = cache[data_key][dtype]
             run, to_dense, nbytes = prepare(w, x, dtype)
             out, median, iqr, repeats = _time(run, grid.budget, grid.max_repeats)
             got = to_dense(out).astype(np.float64)
