@@ -19,8 +19,11 @@ from .errors import (
     MissingFileError,
     NonFiniteError,
     ShapeError,
+    UnsupportedError,
 )
 from .io.modelfile import load, save
+from .io.onnx_io import from_onnx, to_onnx
+from .io.torch_io import from_torch, to_torch
 from .layers import Layer, Linear, ReLU
 from .model import Sequential
 
@@ -41,7 +44,12 @@ __all__ = [
     "ReLU",
     "Sequential",
     "ShapeError",
+    "UnsupportedError",
     "__version__",
+    "from_onnx",
+    "from_torch",
     "load",
     "save",
+    "to_onnx",
+    "to_torch",
 ]

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import challenge
+from .commands import PIPELINE_EXAMPLES, add_commands
+from .commands import run as run_pipeline
 from .envinfo import environment
 from .errors import GbdnnError
 from .io.graphchallenge import find_images, read_categories, read_images, read_layers, truth_path
@@ -39,7 +41,12 @@ def _positive(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``gbdnn``."""
-    parser = argparse.ArgumentParser(prog="gbdnn", description="Sparse DNN inference on GraphBLAS.")
+    parser = argparse.ArgumentParser(
+        prog="gbdnn",
+        description="Sparse DNN inference on GraphBLAS.",
+        epilog=PIPELINE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=_version())
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     ch = commands.add_parser(
@@ -86,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="progress bars (default: when stderr is a terminal)",
     )
+    add_commands(commands, _positive)
     bench = commands.add_parser("bench", help="benchmarks: crossover sparsity, calibration")
     bench_commands = bench.add_subparsers(dest="bench_command", required=True, metavar="WHAT")
     cross = bench_commands.add_parser(
@@ -286,8 +294,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "bench":
             return run_bench(args)
-        return run_challenge(args)
-    except (GbdnnError, ValueError, FileExistsError) as exc:
+        if args.command == "challenge":
+            return run_challenge(args)
+        return run_pipeline(args)
+    except (GbdnnError, ValueError, FileExistsError, ImportError) as exc:
         print(f"gbdnn: error: {exc}", file=sys.stderr)
         return 2
 

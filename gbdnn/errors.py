@@ -31,3 +31,7 @@ class FileFormatError(GbdnnError, ValueError):
 
 class MissingFileError(GbdnnError, FileNotFoundError):
     """A file gbdnn was asked to read does not exist."""
+
+
+class UnsupportedError(GbdnnError, ValueError):
+    """A model holds an operation or module gbdnn cannot represent."""

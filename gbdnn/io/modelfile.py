@@ -40,8 +40,6 @@ only replaced with ``overwrite=True``.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -56,6 +54,7 @@ from ..layers import Layer, Linear, ReLU
 from ..model import Sequential
 from ..quant.layers import CodebookLinear, QuantizedLinear
 from ..quant.packing import pack_int4, unpack_int4
+from .files import atomic_write
 
 FORMAT = "gbdnn"
 VERSION = 1
@@ -90,11 +89,9 @@ def save(
     path = Path(path)
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
     layers, arrays = [], {}
     for k, layer in enumerate(model):
-        spec, layer_arrays = _encode(layer, k, model.dtype.numpy)
+        spec, layer_arrays = encode_layer(layer, k, model.dtype.numpy)
         layers.append(spec)
         arrays.update({f"layer{k}.{key}": value for key, value in layer_arrays.items()})
     header = {
@@ -109,15 +106,7 @@ def save(
     except TypeError as exc:
         raise TypeError(f"metadata must be JSON-serialisable: {exc}") from None
     arrays["header"] = np.frombuffer(text.encode(), dtype=np.uint8)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return path
+    return atomic_write(path, lambda f: np.savez_compressed(f, **arrays), overwrite=overwrite)
 
 
 def _fail(path: Path, message: str) -> FileFormatError:
@@ -181,7 +170,7 @@ def _unpack(store, path: Path, k: int, key: str, n: int, bits: int, signed: bool
     return _array(store, name, path, np.int8 if signed else np.uint8, n).astype(np.int64)
 
 
-def _encode(layer: Layer, k: int, dtype: np.dtype) -> tuple[dict, dict[str, np.ndarray]]:
+def encode_layer(layer: Layer, k: int, dtype: np.dtype) -> tuple[dict, dict[str, np.ndarray]]:
     """Header entry and arrays of one layer."""
     if isinstance(layer, ReLU):
         return {"type": "relu", "max_value": layer.max_value}, {}

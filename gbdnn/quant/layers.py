@@ -167,6 +167,12 @@ class QuantizedLinear(Layer):
     def stage(self, following: Layer | None = None) -> tuple[Stage, int]:
         return affine_stage(self._product, self.bias, following)
 
+    def dequantized(self) -> sp.csr_array:
+        """The float weights ``W = s_w (q - zero_point)``, ``(in, out)`` float32 CSR."""
+        w = gb.io.to_scipy_sparse(self.weight_int, format="csr").astype(np.float32)
+        # W(k, j) = W_c(k, j) * s_w(j): scale the columns
+        return sp.csr_array(w @ sp.diags_array(np.broadcast_to(self.weight_scale, w.shape[1])))
+
     def reference(self, x: np.ndarray) -> np.ndarray:
         """The same layer in NumPy, integer sums in int64 (no ReLU): for checking."""
         lo, hi = self.input_range
@@ -292,25 +298,60 @@ def quantize_model(
     return _replace_linears(model, make)
 
 
-def codebook_model(model: Sequential, quantizer: CodebookQuantizer | None = None) -> Sequential:
-    """Replace every Linear layer's weights by a fitted codebook (default 4-bit, per layer)."""
+def codebook_model(
+    model: Sequential, quantizer: CodebookQuantizer | UniformQuantizer | None = None
+) -> Sequential:
+    """Replace every Linear layer's weights by a table of values and indices into it.
+
+    Parameters
+    ----------
+    model : Sequential
+    quantizer : CodebookQuantizer or UniformQuantizer, optional
+        Template refitted per layer. A CodebookQuantizer (the default, 4-bit,
+        per layer) gives Lloyd-Max centroids; a UniformQuantizer gives
+        weight-only uniform quantization: the table holds its ``2^bits``
+        levels ``scale (q - zero_point)``, and the layer computes in FP32
+        with exactly the dequantized weights. Weights that quantize to 0 are
+        dropped.
+
+    Returns
+    -------
+    Sequential
+        CodebookLinear and ReLU layers.
+    """
     quantizer = quantizer or CodebookQuantizer(4)
 
     def make(layer: Linear, w: np.ndarray) -> CodebookLinear:
-        cq = copy.deepcopy(quantizer).fit(w)
-        pattern = sp.csr_array(w)
-        codes = cq.encode(w)[pattern.nonzero()] if pattern.nnz else np.zeros(0, np.uint8)
+        fitted = copy.deepcopy(quantizer).fit(w)
+        if isinstance(fitted, UniformQuantizer):
+            codes, tables = _uniform_table(fitted, w)
+        else:
+            codes, tables = fitted.encode(w), fitted.tables_
+        channel = np.arange(w.shape[1]) if fitted.per_channel else np.zeros(w.shape[1], int)
+        # keep the weights that are nonzero and whose table value is nonzero
+        pattern = sp.csr_array((w != 0) & (tables[channel[None, :], codes] != 0))
         return CodebookLinear(
             pattern,
-            codes,
-            cq.tables_,
+            codes[pattern.nonzero()],
+            tables,
             layer.bias,
-            bits=cq.bits,
-            per_channel=cq.per_channel,
+            bits=fitted.bits,
+            per_channel=fitted.per_channel,
             name=layer.name,
         )
 
     return _replace_linears(model, make)
+
+
+def _uniform_table(quantizer: UniformQuantizer, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``q - q_min`` and the table ``scale (level - zero_point)`` of a fitted quantizer."""
+    levels = np.arange(quantizer.qmin_, quantizer.qmin_ + 2**quantizer.bits)
+    zero = quantizer.zero_point_.astype(np.int64)[:, None]
+    scale = quantizer.scale_.astype(np.float64)[:, None]
+    # the same float64 product and float32 rounding as UniformQuantizer.dequantize
+    tables = ((levels[None, :] - zero) * scale).astype(np.float32)
+    codes = (quantizer.quantize(w) - quantizer.qmin_).astype(np.uint8)
+    return codes, tables
 
 
 def _replace_linears(model: Sequential, make) -> Sequential:
