@@ -25,6 +25,18 @@ DENSE_TILE = 64
 _BLAS_LOCK = threading.Lock()
 
 
+def sparse_format(w: Matrix) -> Matrix:
+    """Keep ``w`` in a sparse (CSR / hypersparse) format, never bitmap or full; returns ``w``.
+
+    SuiteSparse stores a matrix denser than a few percent as a bitmap, and its
+    products with a bitmap or full weight matrix are 7-30x slower than with
+    the same weights in CSR (1024-1536 wide layers, 25-100 % dense,
+    :mod:`bench.test_kernels`): weights are always kept sparse.
+    """
+    w.ss.config["sparsity_control"] = ["sparse", "hypersparse"]
+    return w
+
+
 def plus_times(x: Matrix, w: Matrix) -> Matrix:
     """Return ``Z = X W`` over the ``plus_times`` semiring."""
     # Z(i,j) = sum_k X(i,k) * W(k,j)
@@ -34,22 +46,28 @@ def plus_times(x: Matrix, w: Matrix) -> Matrix:
 def plus_times_dense(x: Matrix, wt: Matrix) -> Matrix:
     """Return ``Z = X W`` for dense activations, computed as ``Z' = W' X'``.
 
-    ``wt`` is ``W'`` (stored by row). ``X'`` is made full and the product is
-    accumulated into a full zero matrix: SuiteSparse's saxpy kernel for a
-    sparse times a full matrix into a full result, much faster than ``X W``
-    when ``X`` is dense. Each row's result does not depend on the other rows,
-    so it is the same for any batch.
+    ``wt`` is ``W'`` (stored by row). ``X'`` is made full, in tiles of
+    ``DENSE_TILE`` rows of ``X``, and each tile's product is accumulated into
+    a full zero matrix: SuiteSparse's saxpy kernel for a sparse times a full
+    matrix into a full result, much faster than ``X W`` when ``X`` is dense.
+    The last tile is padded with zero rows: SuiteSparse sums in a different
+    order for narrow tiles (fewer than 16 columns on the project's machines),
+    and equal tiles make every row's result the same for any batch.
     """
     dense = x.to_dense(fill_value=0, dtype=x.dtype)  # keep FP32 FP32
     z = np.empty((x.nrows, wt.nrows), dense.dtype)
     for start in range(0, x.nrows, DENSE_TILE):  # tiles of rows keep Z' in cache
-        xt = np.ascontiguousarray(dense[start : start + DENSE_TILE].T)
-        c = Matrix.ss.import_fullr(np.zeros((wt.nrows, xt.shape[1]), xt.dtype), take_ownership=True)
+        rows = dense[start : start + DENSE_TILE]
+        xt = np.zeros((rows.shape[1], DENSE_TILE), dense.dtype)
+        xt[:, : rows.shape[0]] = rows.T
+        c = Matrix.ss.import_fullr(np.zeros((wt.nrows, DENSE_TILE), xt.dtype), take_ownership=True)
         # Z' = 0, then Z' += W' X'
         c(binary.plus, **_OPTS) << wt.mxm(
             Matrix.ss.import_fullr(xt, take_ownership=True), semiring.plus_times
         )
-        z[start : start + DENSE_TILE] = c.ss.export("fullr", raw=False)["values"].T
+        z[start : start + rows.shape[0]] = c.ss.export("fullr", raw=False)["values"].T[
+            : rows.shape[0]
+        ]
     return Matrix.ss.import_fullr(z, take_ownership=True)
 
 
@@ -59,7 +77,7 @@ def plus_times_blas(x: Matrix, w_dense: np.ndarray) -> Matrix:
     BLAS uses every core itself, so concurrent calls from gbdnn's batch threads
     take turns instead of competing for the cores.
     """
-    dense = x.to_dense(fill_value=0, dtype=x.dtype)
+    dense = x.to_dense(fill_value=0, dtype=w_dense.dtype)
     with _BLAS_LOCK:
         z = dense @ w_dense
     return Matrix.ss.import_fullr(z, take_ownership=True)

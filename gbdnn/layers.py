@@ -110,7 +110,62 @@ class ReLU(Layer):
         return "ReLU()" if self.max_value is None else f"ReLU(max_value={self.max_value})"
 
 
-class Linear(Layer):
+class Product:
+    """The product ``Z W`` of a weighted layer, by the kernel its ``path`` picks.
+
+    Keeps the weights ``W`` (CSR) and builds, on first use and once, the
+    copies the other kernels need: ``W'`` for the dense kernel and a dense
+    NumPy array for BLAS.
+    """
+
+    def _init_product(self, weight: Matrix, blas_dtype: np.dtype | None, path: str) -> None:
+        """``blas_dtype`` None: no BLAS kernel for this layer."""
+        self._kernels = ("sparse", "dense") if blas_dtype is None else tuning.KERNELS
+        self.path = path
+        self._stored = kernels.sparse_format(weight)
+        self._blas_dtype = blas_dtype
+        self._lock = threading.Lock()
+        self._transposed: Matrix | None = None
+        self._dense: np.ndarray | None = None
+
+    @property
+    def path(self) -> str:
+        """The kernel choice, ``"auto"`` by default (see :mod:`gbdnn.tuning`)."""
+        return self._path
+
+    @path.setter
+    def path(self, value: str) -> None:
+        allowed = ("auto", *self._kernels)
+        if value not in allowed:
+            raise ValueError(f"path must be one of {', '.join(allowed)}, got {value!r}")
+        self._path = value
+
+    def _weight_t(self) -> Matrix:
+        with self._lock:  # built on first use, once
+            if self._transposed is None:
+                self._transposed = kernels.sparse_format(self._stored.T.new())
+            return self._transposed
+
+    def _weight_dense(self) -> np.ndarray:
+        with self._lock:
+            if self._dense is None:
+                self._dense = self._stored.to_dense(fill_value=0, dtype=self._blas_dtype)
+            return self._dense
+
+    def product(self, z: Matrix) -> Matrix:
+        """``Z W`` by the kernel the layer's ``path`` picks for this batch."""
+        w = self._stored
+        kind = tuning.choose(
+            self.path, z.nrows, z.nvals, w.nrows, w.ncols, w.nvals, kernels=self._kernels
+        )
+        if kind == "sparse":
+            return kernels.plus_times(z, w)
+        if kind == "dense":
+            return kernels.plus_times_dense(z, self._weight_t())
+        return kernels.plus_times_blas(z, self._weight_dense())
+
+
+class Linear(Product, Layer):
     """Affine layer ``Y = X W + b`` on a sparse weight matrix.
 
     Parameters
@@ -158,47 +213,10 @@ class Linear(Layer):
     ) -> None:
         self.name = check_name(name)
         self.dtype = value_type(dtype)
-        self.path = path
         self.weight = to_matrix(weight, self.dtype, "weight", drop_zeros=True)
         self.in_features, self.out_features = self.weight.nrows, self.weight.ncols
         self.bias = None if bias is None else to_vector(bias, self.out_features, self.dtype, "bias")
-        self._lock = threading.Lock()
-        self._transposed: Matrix | None = None
-        self._dense: np.ndarray | None = None
-
-    @property
-    def path(self) -> str:
-        """The kernel choice, ``"auto"`` by default (see :mod:`gbdnn.tuning`)."""
-        return self._path
-
-    @path.setter
-    def path(self, value: str) -> None:
-        if value not in tuning.PATHS:
-            raise ValueError(f"path must be one of {', '.join(tuning.PATHS)}, got {value!r}")
-        self._path = value
-
-    def _weight_t(self) -> Matrix:
-        with self._lock:  # built on first use, once
-            if self._transposed is None:
-                self._transposed = self.weight.T.new()
-            return self._transposed
-
-    def _weight_dense(self) -> np.ndarray:
-        with self._lock:
-            if self._dense is None:
-                self._dense = self.weight.to_dense(fill_value=0, dtype=self.weight.dtype)
-            return self._dense
-
-    def product(self, z: Matrix) -> Matrix:
-        """``Z W`` by the kernel the layer's ``path`` picks for this batch."""
-        kind = tuning.choose(
-            self.path, z.nrows, z.nvals, self.in_features, self.out_features, self.nnz
-        )
-        if kind == "sparse":
-            return kernels.plus_times(z, self.weight)
-        if kind == "dense":
-            return kernels.plus_times_dense(z, self._weight_t())
-        return kernels.plus_times_blas(z, self._weight_dense())
+        self._init_product(self.weight, self.dtype.numpy, path)
 
     @property
     def nnz(self) -> int:

@@ -34,7 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
-PATHS = ("auto", "sparse", "dense", "blas")
+from .kernels import DENSE_TILE
+
+KERNELS = ("sparse", "dense", "blas")
+PATHS = ("auto", *KERNELS)
 
 
 @dataclass(frozen=True)
@@ -63,18 +66,31 @@ def current_costs() -> Costs:
 
 
 def choose(
-    path: str, nrows: int, nnz_x: int, n_in: int, n_out: int, nnz_w: int, costs: Costs | None = None
+    path: str,
+    nrows: int,
+    nnz_x: int,
+    n_in: int,
+    n_out: int,
+    nnz_w: int,
+    costs: Costs | None = None,
+    *,
+    kernels: tuple[str, ...] = KERNELS,
 ) -> str:
-    """The kernel (``"sparse"``, ``"dense"`` or ``"blas"``) for one product."""
-    if path in ("sparse", "dense", "blas"):
+    """The kernel (``"sparse"``, ``"dense"`` or ``"blas"``) for one product.
+
+    ``kernels`` limits the choice (integer layers have no BLAS kernel).
+    """
+    if path in kernels:
         return path
+    if path != "auto":
+        raise ValueError(f"path {path!r} is not one of this layer's kernels {kernels}")
     c = costs or current_costs()
     estimate = {
         "sparse": c.sparse * nnz_x * nnz_w / max(n_in, 1),
-        "dense": c.dense * nrows * nnz_w,
+        "dense": c.dense * -(-nrows // DENSE_TILE) * DENSE_TILE * nnz_w,  # whole tiles
         "blas": c.blas * nrows * n_in * n_out,
     }
-    return min(estimate, key=estimate.get)
+    return min(kernels, key=estimate.__getitem__)
 
 
 def _throughput(kernel, inputs, macs: float, threads: int) -> float:

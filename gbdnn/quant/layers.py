@@ -13,7 +13,10 @@ products fall to a generic kernel about 3x slower (``bench/test_quant.py``), so
 the integers are held as INT32 and multiplied by ``plus_times`` on INT32, which
 is exact as long as no sum can leave the int32 range. The layer proves this
 when it is built: ``max_j sum_k |W_c(k,j)| * max|X_q| < 2^31``; where the bound
-fails it uses INT64 instead. The float32 steps are plain IEEE operations in a
+fails it uses INT64 instead. On dense activations the same integers may be
+multiplied by BLAS as FP32 (or FP64) numbers: exact too, because every partial
+sum is bounded by the same proof and stays below 2^24 (2^53), so all kernels
+give the same ACC. The float32 steps are plain IEEE operations in a
 fixed order, so a NumPy int64 reference of the same formulas gives
 bit-identical results (tested).
 
@@ -34,7 +37,7 @@ from graphblas import Matrix, Vector, binary, select, semiring, unary
 from ..convert import dense_float64
 from ..dtypes import value_type
 from ..errors import ShapeError
-from ..layers import Layer, Linear, ReLU, affine_stage, check_name
+from ..layers import Layer, Linear, Product, ReLU, affine_stage, check_name
 from ..model import Sequential
 from ..runner import Stage
 from .codebook import CodebookQuantizer
@@ -50,7 +53,7 @@ def round_half_away(x: np.ndarray) -> np.ndarray:
     return whole + (np.abs(x - whole) >= 0.5) * np.sign(x)
 
 
-class QuantizedLinear(Layer):
+class QuantizedLinear(Product, Layer):
     """An affine layer with integer weights and integer input activations.
 
     Parameters
@@ -67,6 +70,13 @@ class QuantizedLinear(Layer):
     weight_zero_point, bits, input_bits, symmetric, per_channel
         Kept for storage and description.
     name : str, optional
+    path : {"auto", "sparse", "dense", "blas"}, default "auto"
+        Which kernel computes ``ACC`` (see :mod:`gbdnn.tuning`). Every kernel
+        gives the same, exact integers: ``"sparse"`` and ``"dense"`` sum in
+        the integer accumulator; ``"blas"`` multiplies the integers as FP32
+        (or FP64) numbers, exact because the overflow bound keeps every
+        partial sum below 2^24 (2^53); without such a bound there is no
+        ``"blas"``.
 
     Attributes
     ----------
@@ -88,6 +98,7 @@ class QuantizedLinear(Layer):
         symmetric: bool = True,
         per_channel: bool = False,
         name: str | None = None,
+        path: str = "auto",
     ) -> None:
         self.name = check_name(name)
         self.dtype = _FP32
@@ -119,13 +130,18 @@ class QuantizedLinear(Layer):
         col_l1 = np.asarray(abs(wi).sum(axis=0)).ravel().astype(np.int64)
         self.acc_bound = int(x_max * (col_l1.max() if col_l1.size else 0))
         self.acc_type = "INT32" if self.acc_bound <= _INT32_LIMIT else "INT64"
-        self.weight_int = Matrix.from_csr(
+        # integer products summed in floating point are exact while every partial sum
+        # stays below 2^24 (FP32) or 2^53 (FP64), and |partial sums| <= acc_bound
+        blas = np.float32 if self.acc_bound < 2**24 else np.float64
+        weight_int = Matrix.from_csr(
             wi.indptr,
             wi.indices,
             wi.data.astype(np.int64),
             ncols=self.out_features,
             dtype=self.acc_type,
         )
+        self._init_product(weight_int, blas if self.acc_bound < 2**53 else None, path)
+        self.weight_int = self._stored
         # m(j) = float32(s_x * s_w(j))
         self.multiplier = (self.input_scale * self.weight_scale).astype(np.float32)
 
@@ -161,8 +177,7 @@ class QuantizedLinear(Layer):
 
     def _product(self, z: Matrix) -> Matrix:
         # ACC = X_q (+.*) W_c, then Z = float32(ACC) * m
-        acc = self.quantize_input(z).mxm(self.weight_int, semiring.plus_times).new(nthreads=1)
-        return self._rescale(acc)
+        return self._rescale(self.product(self.quantize_input(z)))
 
     def stage(self, following: Layer | None = None) -> tuple[Stage, int]:
         return affine_stage(self._product, self.bias, following)
