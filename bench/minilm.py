@@ -35,7 +35,7 @@ from gbdnn.prune import CSPPruner, magnitude_prune
 from gbdnn.quant import ActivationQuantizer, UniformQuantizer, quantize_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the model is bundled; never reach the hub
-import torch  # noqa: E402
+import torch
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "minilm.json"
 

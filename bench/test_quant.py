@@ -4,7 +4,8 @@ A 3-layer ReLU network, 1024 wide, weights 90 % sparse (magnitude), 4096 input
 rows (dense, non-negative): timed for
 
 * gbdnn FP32 (sparse weights);
-* gbdnn int8 and int4 (QuantizedLinear: INT32 products, exact);
+* gbdnn int8 and int4 (QuantizedLinear: exact integer products, kernel chosen per
+  batch as for FP32: sparse, dense-activation, or BLAS on the integers);
 * NumPy dense FP32 (BLAS) on the same float weights;
 
 and, one layer each, the integer formulations considered for the exact

@@ -22,6 +22,8 @@ from graphblas import Matrix, Vector, binary, select, semiring
 _OPTS = {"nthreads": 1}
 #: Rows per tile of :func:`plus_times_dense` (measured best for 32-64 on 4096-wide layers).
 DENSE_TILE = 64
+#: Tiles of :func:`plus_times_dense` are padded to a multiple of this many rows.
+DENSE_LANES = 16
 _BLAS_LOCK = threading.Lock()
 
 
@@ -43,6 +45,11 @@ def plus_times(x: Matrix, w: Matrix) -> Matrix:
     return x.mxm(w, semiring.plus_times).new(**_OPTS)
 
 
+def padded_width(rows: int) -> int:
+    """Rows of a dense-kernel tile holding ``rows`` rows: a multiple of ``DENSE_LANES``."""
+    return -(-rows // DENSE_LANES) * DENSE_LANES
+
+
 def plus_times_dense(x: Matrix, wt: Matrix) -> Matrix:
     """Return ``Z = X W`` for dense activations, computed as ``Z' = W' X'``.
 
@@ -50,17 +57,20 @@ def plus_times_dense(x: Matrix, wt: Matrix) -> Matrix:
     ``DENSE_TILE`` rows of ``X``, and each tile's product is accumulated into
     a full zero matrix: SuiteSparse's saxpy kernel for a sparse times a full
     matrix into a full result, much faster than ``X W`` when ``X`` is dense.
-    The last tile is padded with zero rows: SuiteSparse sums in a different
-    order for narrow tiles (fewer than 16 columns on the project's machines),
-    and equal tiles make every row's result the same for any batch.
+    Tiles are padded with zero rows to a multiple of ``DENSE_LANES``:
+    SuiteSparse's vectorised loop over the columns of ``X'`` rounds
+    differently from its scalar remainder loop (columns beyond the last
+    multiple of 16 for FP32, of 8 for FP64, on the project's machines), so
+    without padding a row's result would depend on its place in the batch.
     """
     dense = x.to_dense(fill_value=0, dtype=x.dtype)  # keep FP32 FP32
     z = np.empty((x.nrows, wt.nrows), dense.dtype)
     for start in range(0, x.nrows, DENSE_TILE):  # tiles of rows keep Z' in cache
         rows = dense[start : start + DENSE_TILE]
-        xt = np.zeros((rows.shape[1], DENSE_TILE), dense.dtype)
+        width = padded_width(rows.shape[0])
+        xt = np.zeros((rows.shape[1], width), dense.dtype)
         xt[:, : rows.shape[0]] = rows.T
-        c = Matrix.ss.import_fullr(np.zeros((wt.nrows, DENSE_TILE), xt.dtype), take_ownership=True)
+        c = Matrix.ss.import_fullr(np.zeros((wt.nrows, width), xt.dtype), take_ownership=True)
         # Z' = 0, then Z' += W' X'
         c(binary.plus, **_OPTS) << wt.mxm(
             Matrix.ss.import_fullr(xt, take_ownership=True), semiring.plus_times

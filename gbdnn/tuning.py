@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .kernels import DENSE_TILE
+from .kernels import padded_width
 
 KERNELS = ("sparse", "dense", "blas")
 PATHS = ("auto", *KERNELS)
@@ -87,7 +87,7 @@ def choose(
     c = costs or current_costs()
     estimate = {
         "sparse": c.sparse * nnz_x * nnz_w / max(n_in, 1),
-        "dense": c.dense * -(-nrows // DENSE_TILE) * DENSE_TILE * nnz_w,  # whole tiles
+        "dense": c.dense * padded_width(nrows) * nnz_w,
         "blas": c.blas * nrows * n_in * n_out,
     }
     return min(kernels, key=estimate.__getitem__)

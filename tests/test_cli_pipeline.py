@@ -58,17 +58,8 @@ def test_info_reports_layers(files, capsys):
 
 
 def test_prune_then_quantize_then_infer(files, capsys):
-    code, out, _ = _run(
-        capsys,
-        "prune",
-        files / "model.npz",
-        "--method",
-        "magnitude",
-        "--sparsity",
-        "0.8",
-        "-o",
-        files / "p.npz",
-    )
+    flags = "--method magnitude --sparsity 0.8 -o".split()
+    code, out, _ = _run(capsys, "prune", files / "model.npz", *flags, files / "p.npz")
     assert code == 0
     pruned, meta = gbdnn.load(files / "p.npz", with_metadata=True)
     assert [layer.nnz for layer in pruned if layer.nnz] == [120, 36]
@@ -110,19 +101,8 @@ def test_csp_needs_calibration_and_uses_it(files, capsys):
 
 
 def test_integer_quantization_with_calibration(files, capsys):
-    code, _, _ = _run(
-        capsys,
-        "quantize",
-        files / "model.npz",
-        "--bits",
-        "8",
-        "--calib",
-        files / "calib.npy",
-        "--calib-rows",
-        "100",
-        "-o",
-        files / "q8.npz",
-    )
+    flags = ["--bits", 8, "--calib", files / "calib.npy", "--calib-rows", 100]
+    code, _, _ = _run(capsys, "quantize", files / "model.npz", *flags, "-o", files / "q8.npz")
     assert code == 0
     q8, meta = gbdnn.load(files / "q8.npz", with_metadata=True)
     assert isinstance(q8[0], QuantizedLinear) and meta["steps"][0]["calibration_rows"] == 100

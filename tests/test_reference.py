@@ -6,6 +6,8 @@ import graphblas as gb
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from fp_bounds import FP32, FP64, bound
+from graphblas import Matrix
 
 import gbdnn
 
@@ -236,3 +238,21 @@ def test_batches_are_balanced_over_threads():
 def test_explicit_zeros_are_not_stored():
     w = sp.csr_matrix((np.array([0.0, 2.0]), np.array([0, 1]), np.array([0, 1, 2])), shape=(2, 2))
     assert gbdnn.Linear(w).nnz == 1
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("density", [0.02, 0.3, 1.0])
+def test_dense_kernel_rows_do_not_depend_on_the_batch(dtype, density):
+    # SuiteSparse rounds its vector and remainder loops differently; padded tiles hide that
+    from gbdnn import kernels
+
+    rng = np.random.default_rng(5)
+    w = (rng.normal(size=(300, 70)) * (rng.random((300, 70)) < density)).astype(dtype)
+    wt = kernels.sparse_format(Matrix.from_dense(w.T.copy(), missing_value=0))
+    x = rng.normal(size=(70, 300)).astype(dtype)
+    whole = kernels.plus_times_dense(Matrix.from_dense(x), wt).to_dense(dtype=dtype)
+    unit = FP32 if dtype == "float32" else FP64
+    assert (np.abs(whole - x.astype(np.float64) @ w) <= bound(x, [w], [None], unit)).all()
+    for start, stop in [(0, 1), (3, 5), (10, 27), (20, 70), (69, 70), (1, 66)]:
+        part = kernels.plus_times_dense(Matrix.from_dense(x[start:stop]), wt)
+        np.testing.assert_array_equal(part.to_dense(dtype=dtype), whole[start:stop])
