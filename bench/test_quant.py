@@ -81,7 +81,7 @@ def test_quantized_sparse(benchmark, setup, bits):
     record(
         benchmark,
         "quantized 1024x1024x3, 90 % sparse",
-        f"gbdnn int{bits} (INT32, exact)",
+        f"gbdnn int{bits} (exact)",
         2,
         edges(model),
     )

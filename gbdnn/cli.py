@@ -182,8 +182,8 @@ def run_bench(args: argparse.Namespace) -> int:
     from dataclasses import replace
     from pathlib import Path
 
-    from .bench import DEFAULT_GRID, QUICK_GRID, crossovers, plot, run_grid
-    from .bench.report import markdown_table, pivot_table
+    from .bench import DEFAULT_GRID, QUICK_GRID, crossovers, kernel_choice, plot, run_grid
+    from .bench.report import kernel_choice_table, markdown_table, pivot_table
 
     grid = QUICK_GRID if args.quick else DEFAULT_GRID
     overrides = {
@@ -198,7 +198,7 @@ def run_bench(args: argparse.Namespace) -> int:
     cross = crossovers(rows)
     pivots = "\n\n".join(pivot_table(cross, d) for d in dict.fromkeys(r["dtype"] for r in rows))
     table = markdown_table(cross, rows) + "\n\nBy peer (gbdnn faster from this sparsity on):\n\n"
-    table += pivots
+    table += pivots + "\n\n" + kernel_choice_table(kernel_choice(rows))
     (Path(args.output) / "crossover.md").write_text(table + "\n")
     print(table)
     bad = [r for r in rows if not r["correct"]]

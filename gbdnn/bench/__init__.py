@@ -12,6 +12,7 @@ from .crossover import (
     Grid,
     crossovers,
     implementations,
+    kernel_choice,
     load_rows,
     run_grid,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "Grid",
     "crossovers",
     "implementations",
+    "kernel_choice",
     "load_rows",
     "plot",
     "run_grid",

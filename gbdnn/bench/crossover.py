@@ -25,7 +25,7 @@ import numpy as np
 
 from ..envinfo import environment
 from ..runner import available_cores
-from .peers import blas_name, conversion_seconds, implementations
+from .peers import KERNEL_CHECKS, OURS, blas_name, conversion_seconds, implementations
 
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4, "int8": 0.1}
 FIELDS = [
@@ -227,6 +227,7 @@ def run_grid(
                 "grid": asdict(grid),
                 "rows": rows,
                 "crossovers": crossovers(rows),
+                "kernel_choice": kernel_choice(rows),
             },
             indent=1,
         )
@@ -265,11 +266,11 @@ def crossovers(rows: Iterable[dict], ours: str = "gbdnn") -> list[dict]:
         g.setdefault(r["implementation"], {})[float(r["sparsity"])] = float(r["median_s"])
     out = []
     for (shape, batch, activation, dtype), impls in groups.items():
-        mine_name = next((n for n in impls if n.startswith(ours)), None)
+        mine_name = next((n for n in impls if n in OURS and n.startswith(ours)), None)
         if mine_name is None:
             continue
         for peer, times in impls.items():
-            if peer == mine_name:
+            if peer.startswith("gbdnn"):
                 continue
             common = sorted(set(times) & set(impls[mine_name]))
             if not common:
@@ -288,4 +289,36 @@ def crossovers(rows: Iterable[dict], ours: str = "gbdnn") -> list[dict]:
                     "crossover": cross,
                 }
             )
+    return out
+
+
+def kernel_choice(rows: Iterable[dict]) -> list[dict]:
+    """gbdnn's automatic kernel against each kernel alone, at every point timed with both.
+
+    ``ratio`` is the automatic choice's median time over the faster kernel's:
+    1.0 means the choice was as fast as the best kernel, 1.10 that it was 10 %
+    slower.
+    """
+    times: dict[tuple, dict[str, float]] = {}
+    for r in rows:
+        key = (r["shape"], int(r["batch"]), float(r["activation"]), float(r["sparsity"]))
+        times.setdefault(key, {})[r["implementation"]] = float(r["median_s"])
+    out = []
+    for (shape, batch, activation, sparsity), t in sorted(times.items()):
+        alone = {k: t[f"gbdnn {k} kernel"] for k in KERNEL_CHECKS if f"gbdnn {k} kernel" in t}
+        if "gbdnn" not in t or len(alone) < len(KERNEL_CHECKS):
+            continue
+        best = min(alone, key=alone.get)
+        out.append(
+            {
+                "shape": shape,
+                "batch": batch,
+                "activation": activation,
+                "sparsity": sparsity,
+                "auto_s": t["gbdnn"],
+                "best_kernel": best,
+                "best_s": alone[best],
+                "ratio": t["gbdnn"] / alone[best],
+            }
+        )
     return out

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from functools import partial
 from importlib.util import find_spec
 
 import numpy as np
@@ -24,6 +25,11 @@ from ..layers import Linear
 from ..model import Sequential
 from ..quant import ActivationQuantizer, UniformQuantizer, quantize_model
 
+#: The kernels timed alone (FP32) against which the automatic choice is judged.
+KERNEL_CHECKS = ("sparse", "dense")
+#: gbdnn's own implementations: judged against the peers, not peers themselves.
+OURS = ("gbdnn", "gbdnn int8")
+
 Prepared = tuple[Callable[[], object], Callable[[object], np.ndarray], int]
 
 
@@ -31,10 +37,13 @@ def _float(dtype: str) -> np.dtype:
     return np.dtype(np.float64 if dtype == "float64" else np.float32)
 
 
-def gbdnn_float(w, x, dtype) -> Prepared:
-    """gbdnn on a GraphBLAS input, result left in GraphBLAS (compute only)."""
+def gbdnn_float(w, x, dtype, path: str = "auto") -> Prepared:
+    """gbdnn on a GraphBLAS input, result left in GraphBLAS (compute only).
+
+    ``path`` forces one kernel; the default lets the layer choose.
+    """
     vtype = value_type(dtype)
-    model = Sequential([Linear(w, dtype=dtype)])
+    model = Sequential([Linear(w, dtype=dtype, path=path)])
     xm = to_matrix(x.astype(vtype.numpy), vtype, "X")
     layer = model[0]
     nbytes = layer.nnz * (vtype.numpy.itemsize + 8) + 8 * (layer.in_features + 1)
@@ -139,6 +148,9 @@ def implementations(dtype: str) -> dict[str, Callable]:
             impls["PyTorch dynamic int8 (dense)"] = torch_int8_dynamic
         return impls
     impls = {"gbdnn": gbdnn_float, "NumPy dense": numpy_dense, "SciPy CSR": scipy_csr}
+    if dtype == "float32":  # each kernel alone, to check gbdnn's automatic choice
+        for kernel in KERNEL_CHECKS:
+            impls[f"gbdnn {kernel} kernel"] = partial(gbdnn_float, path=kernel)
     if has_torch:
         impls["PyTorch dense"] = torch_dense
         impls["PyTorch sparse CSR"] = torch_sparse_csr

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .crossover import crossovers
+from .peers import OURS
 
 _DENSE_PEERS = ("NumPy dense", "NumPy dense FP32")
 
@@ -50,7 +51,8 @@ def plot(rows: list[dict], out_dir: str | Path, *, stem: str = "crossover") -> l
                         marker="o",
                         markersize=3,
                         label=name,
-                        linewidth=2 if name.startswith("gbdnn") else 1,
+                        linewidth=2 if name in OURS else 1,
+                        linestyle=":" if name.endswith(" kernel") else "-",
                     )
                 for peer in _DENSE_PEERS:
                     c = cross.get((shape, batch, act, dtype, peer))

@@ -45,3 +45,26 @@ def pivot_table(cross: list[dict], dtype: str) -> str:
             row.append("n/a" if c == "n/a" else "never" if c is None else f"{100 * c:.1f} %")
         lines.append(f"| {shape} | {batch} | {100 * act:.0f} % | " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def kernel_choice_table(choices: list[dict], limit: float = 1.10, most: int = 12) -> str:
+    """How close gbdnn's automatic kernel choice came to the faster kernel, worst points first."""
+    if not choices:
+        return "Kernel choice: no point was timed with each kernel alone."
+    ratios = sorted(c["ratio"] for c in choices)
+    over = [c for c in choices if c["ratio"] > limit]
+    lines = [
+        f"Kernel choice ({len(choices)} FP32 points timed with each kernel alone): the "
+        f"automatic choice took {ratios[len(ratios) // 2]:.2f}x the faster kernel's time "
+        f"at the median, {ratios[-1]:.2f}x at worst; {len(over)} points over "
+        f"{limit:.2f}x.",
+        "",
+        "| shape | batch | input zeros | weight sparsity | auto / faster kernel | faster |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for c in sorted(choices, key=lambda c: -c["ratio"])[:most]:
+        lines.append(
+            f"| {c['shape']} | {c['batch']} | {100 * c['activation']:.0f} % "
+            f"| {100 * c['sparsity']:g} % | {c['ratio']:.2f} | {c['best_kernel']} |"
+        )
+    return "\n".join(lines)
