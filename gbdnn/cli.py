@@ -127,8 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench_commands.add_parser(
         "calibrate",
         help="measure this machine's kernel costs for gbdnn's path choice",
-        description="Measure the seconds per multiply-add of gbdnn's sparse, dense and BLAS "
-        "kernels on this machine and cache them for the per-layer kernel choice.",
+        description="Measure the costs of gbdnn's sparse, dense and BLAS kernels on this "
+        "machine (see gbdnn.tuning) and cache them for the per-layer kernel choice.",
     )
     return parser
 
@@ -171,12 +171,14 @@ def _dtype_list(text: str) -> tuple[str, ...]:
 def run_bench(args: argparse.Namespace) -> int:
     """``gbdnn bench ...``."""
     if args.bench_command == "calibrate":
+        from dataclasses import asdict
+
         from .tuning import cache_path, calibrate
 
         costs = calibrate()
         print(
-            f"seconds per multiply-add: sparse {costs.sparse:.3g}, dense {costs.dense:.3g}, "
-            f"BLAS {costs.blas:.3g}; cached in {cache_path()}"
+            ", ".join(f"{k} {v:.3g} s" for k, v in asdict(costs).items())
+            + f"; cached in {cache_path()}"
         )
         return 0
     from dataclasses import replace

@@ -134,7 +134,7 @@ class Sequential:
             output=output,
             check_finite=check_finite,
             progress=progress,
-            row_seconds=self.nnz * tuning.current_costs().dense,
+            row_seconds=self.nnz * tuning.current_costs().dense_mac,
         )
 
     __call__ = predict

@@ -1,26 +1,36 @@
 """Which kernel computes ``X W``: a cost model, calibrated once per machine.
 
 Three kernels compute the product of a batch ``X`` (b x in) and a weight ``W``
-(in x out, ``nnz(W)`` stored):
+(in x out, ``nnz(W)`` stored). Each one's time is modelled by the work it does:
 
-``"sparse"``  :func:`gbdnn.kernels.plus_times`, Gustavson on sparse rows of X:
-              about ``nnz(X) * nnz(W) / in`` multiply-adds.
+``"sparse"``  :func:`gbdnn.kernels.plus_times`, Gustavson on the sparse rows
+              of X: ``sparse_mac * nnz(X) nnz(W) / in``.
 ``"dense"``   :func:`gbdnn.kernels.plus_times_dense`, ``W' X'`` into a full
-              result: ``b * nnz(W)`` multiply-adds, fast on dense activations.
+              result: ``dense_mac * b16 nnz(W)``, ``b16`` the batch padded to
+              whole tiles.
 ``"blas"``    :func:`gbdnn.kernels.plus_times_blas`, NumPy's dense BLAS:
-              ``b * in * out`` multiply-adds, fastest per operation.
+              ``(blas_mac * b + blas_weight) * in * out``; ``blas_weight`` is
+              reading the dense weight once per call, what dominates a small
+              batch (a matrix-vector product is limited by memory, not by
+              arithmetic).
 
-Each layer picks the cheapest for every batch, from the seconds per
-multiply-add of each kernel. The kernels sum in different orders (SuiteSparse
-picks its internal method by the operands' formats), so results of different
-kernels agree to rounding, not bit for bit. A layer with a fixed ``path``
-(``"sparse"`` or ``"dense"``) gives bit-identical results for any batch size
-and thread count; BLAS may round differently for different batch shapes.
+The model leaves out the fixed and per-activation costs of each kernel: at the
+extreme sparsities where they dominate it may pick the dense kernel where the
+sparse one is faster (``gbdnn bench crossover`` reports how close the choice
+comes to the faster kernel at every point).
 
-The default costs were measured on the project's 2-core machines; run
-:func:`calibrate` (or ``gbdnn bench calibrate``) to measure this machine's and
-cache them in ``$XDG_CACHE_HOME/gbdnn/costs.json`` (``~/.cache`` by default),
-where gbdnn reads them from then on.
+Each layer picks the cheapest for every batch. The kernels sum in different
+orders (SuiteSparse picks its internal method by the operands' formats), so
+results of different kernels agree to rounding, not bit for bit. A layer with
+a fixed ``path`` (``"sparse"`` or ``"dense"``) gives bit-identical results for
+any batch size and thread count; BLAS may round differently for different
+batch shapes.
+
+The default costs are :func:`calibrate`'s on the project's 2-core machines
+(2048-wide layers, not the benchmark grid's sizes); run it (or ``gbdnn bench
+calibrate``) to measure this machine's and cache them in
+``$XDG_CACHE_HOME/gbdnn/costs.json`` (``~/.cache`` by default), where gbdnn
+reads them from then on.
 """
 
 from __future__ import annotations
@@ -28,7 +38,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from functools import cache
 from pathlib import Path
 
@@ -42,11 +52,12 @@ PATHS = ("auto", *KERNELS)
 
 @dataclass(frozen=True)
 class Costs:
-    """Wall seconds per multiply-add of each kernel, with every worker busy (as in predict)."""
+    """Wall seconds per unit of work of each kernel, every worker busy (as in predict)."""
 
-    sparse: float = 1.33e-9
-    dense: float = 1.4e-10
-    blas: float = 1.8e-11
+    sparse_mac: float = 3.9e-9
+    dense_mac: float = 3.4e-10
+    blas_mac: float = 3.9e-11
+    blas_weight: float = 3.1e-10
 
 
 def cache_path() -> Path:
@@ -57,12 +68,24 @@ def cache_path() -> Path:
 
 @cache
 def current_costs() -> Costs:
-    """The calibrated costs of this machine if cached, else the defaults."""
+    """The calibrated costs of this machine if cached (and complete), else the defaults."""
     try:
         data = json.loads(cache_path().read_text())
-        return Costs(**{k: float(data[k]) for k in ("sparse", "dense", "blas")})
+        return Costs(**{f.name: float(data[f.name]) for f in fields(Costs)})
     except (OSError, ValueError, KeyError, TypeError):
         return Costs()
+
+
+def estimates(
+    nrows: int, nnz_x: int, n_in: int, n_out: int, nnz_w: int, costs: Costs | None = None
+) -> dict[str, float]:
+    """Modelled seconds of each kernel for one product (see the module documentation)."""
+    c = costs or current_costs()
+    return {
+        "sparse": c.sparse_mac * nnz_x * nnz_w / max(n_in, 1),
+        "dense": c.dense_mac * padded_width(nrows) * nnz_w,
+        "blas": (c.blas_mac * nrows + c.blas_weight) * n_in * n_out,
+    }
 
 
 def choose(
@@ -84,45 +107,40 @@ def choose(
         return path
     if path != "auto":
         raise ValueError(f"path {path!r} is not one of this layer's kernels {kernels}")
-    c = costs or current_costs()
-    estimate = {
-        "sparse": c.sparse * nnz_x * nnz_w / max(n_in, 1),
-        "dense": c.dense * padded_width(nrows) * nnz_w,
-        "blas": c.blas * nrows * n_in * n_out,
-    }
+    estimate = estimates(nrows, nnz_x, n_in, n_out, nnz_w, costs)
     return min(kernels, key=estimate.__getitem__)
 
 
-def _throughput(kernel, inputs, macs: float, threads: int) -> float:
-    """Wall seconds per multiply-add with ``threads`` workers busy, as in predict."""
+def _seconds(kernel, inputs) -> float:
+    """Wall seconds of one call with one input per worker, all workers busy."""
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(threads) as pool:
+    with ThreadPoolExecutor(len(inputs)) as pool:
         list(pool.map(kernel, inputs))  # warm-up
         times = []
-        for _ in range(3):
+        for _ in range(5):
             start = time.perf_counter()
             list(pool.map(kernel, inputs))
             times.append(time.perf_counter() - start)
-    return float(np.median(times)) / (macs * len(inputs))
+    return float(np.median(times))
 
 
 def calibrate(
-    *, save: bool = True, size: int = 4096, rows: int = 128, threads: int | None = None
+    *, save: bool = True, size: int = 2048, rows: int = 128, threads: int | None = None
 ) -> Costs:
-    """Measure each kernel's seconds per multiply-add on this machine.
+    """Measure each kernel's costs on this machine.
 
-    The kernels run as :meth:`gbdnn.Sequential.predict` runs them: one batch
-    per worker, all workers busy, so BLAS's own threads compete with the
-    others as they would.
+    Each kernel runs on a ``size`` x ``size`` weight, 10 % dense, with every
+    worker busy as in :meth:`gbdnn.Sequential.predict`: the dense kernel and
+    BLAS on full batches of ``rows`` rows, the sparse kernel on 10 % dense
+    rows; BLAS once more on one-row batches, which measures reading the weight.
 
     Parameters
     ----------
     save : bool, default True
         Cache the result (see :func:`cache_path`) for every later run.
     size, rows : int
-        Layer width and rows per worker (``rows x size`` times ``size x size``
-        at 10 % density; inputs 10 % dense for the sparse kernel).
+        Layer width and rows per worker of the measurements.
     threads : int, optional
         Workers (default: all cores).
     """
@@ -133,26 +151,31 @@ def calibrate(
 
     threads = threads or available_cores()
     rng = np.random.default_rng(0)
-    w = ((rng.random((size, size)) < 0.1) * rng.random((size, size))).astype(np.float32)
-    wm = gb.Matrix.from_dense(w, missing_value=0)
-    wt = wm.T.new()
-    nnz_w = int(np.count_nonzero(w))
-    dense, sparse = [], []
-    for _ in range(threads):
-        x = rng.random((rows, size), dtype=np.float32)
-        dense.append(gb.Matrix.ss.import_fullr(x, take_ownership=False))
-        sparse.append(
-            gb.Matrix.from_dense(np.where(rng.random(x.shape) < 0.1, x, 0), missing_value=0)
-        )
-    costs = Costs(
-        sparse=_throughput(
-            lambda x: kernels.plus_times(x, wm), sparse, sparse[0].nvals * nnz_w / size, threads
-        ),
-        dense=_throughput(lambda x: kernels.plus_times_dense(x, wt), dense, rows * nnz_w, threads),
-        blas=_throughput(
-            lambda x: kernels.plus_times_blas(x, w), dense, rows * size * size, threads
-        ),
+
+    def weight(density):
+        w = ((rng.random((size, size)) < density) * rng.random((size, size))).astype(np.float32)
+        m = kernels.sparse_format(gb.Matrix.from_dense(w, missing_value=0))
+        return w, m, kernels.sparse_format(m.T.new()), m.nvals
+
+    def batch(nrows, density):
+        x = rng.random((nrows, size), dtype=np.float32)
+        if density >= 1:
+            return gb.Matrix.ss.import_fullr(x, take_ownership=True)
+        return gb.Matrix.from_dense(np.where(rng.random(x.shape) < density, x, 0), missing_value=0)
+
+    full = [batch(rows, 1) for _ in range(threads)]
+    w, wm, wt, nnz = weight(0.1)
+    dense_mac = _seconds(lambda x: kernels.plus_times_dense(x, wt), full) / (rows * nnz)
+    sparse_in = [batch(rows, 0.1) for _ in range(threads)]
+    flops = sparse_in[0].nvals * nnz / size
+    sparse_mac = _seconds(lambda x: kernels.plus_times(x, wm), sparse_in) / flops
+    # (blas_mac * b + blas_weight) * size^2 at b = rows and b = 1
+    many, one = (
+        _seconds(lambda x: kernels.plus_times_blas(x, w), xs) / size**2
+        for xs in (full, [batch(1, 1) for _ in range(threads)])
     )
+    blas_mac = max((many - one) / (rows - 1), 1e-14)
+    costs = Costs(sparse_mac, dense_mac, blas_mac, max(one - blas_mac, 1e-14))
     if save:
         path = cache_path()
         path.parent.mkdir(parents=True, exist_ok=True)
