@@ -103,13 +103,28 @@ CALIBRATION = [
 
 
 _SUBJECTS = [
-    "My neighbour", "The new manager", "A young engineer", "The city council", "Our teacher",
-    "The research team", "A tired traveller", "The old fisherman", "The startup", "Her brother",
-    "The committee", "A local farmer",
+    "My neighbour",
+    "The new manager",
+    "A young engineer",
+    "The city council",
+    "Our teacher",
+    "The research team",
+    "A tired traveller",
+    "The old fisherman",
+    "The startup",
+    "Her brother",
+    "The committee",
+    "A local farmer",
 ]
 _ACTIONS = [
-    "announced a plan to", "finally decided to", "was asked to", "refused to",
-    "hopes to", "will soon", "tried for weeks to", "promised the children to",
+    "announced a plan to",
+    "finally decided to",
+    "was asked to",
+    "refused to",
+    "hopes to",
+    "will soon",
+    "tried for weeks to",
+    "promised the children to",
 ]
 _OBJECTS = [
     "repair the broken bridge near the station",
