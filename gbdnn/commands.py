@@ -88,6 +88,12 @@ def add_commands(commands: Any, positive: Any) -> None:
     p.add_argument(
         "--exclude", type=_layer_ids, default=(), metavar="IDS", help="layers to leave, e.g. 0,out"
     )
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar over the layers (csp; default: when stderr is a terminal)",
+    )
 
     p = _sub(
         commands,
@@ -159,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
             scope=args.scope,
             solver=args.solver,
             exclude=args.exclude,
+            progress=sys.stderr.isatty() if args.progress is None else args.progress,
         )
     elif args.command == "quantize":
         model, step = pipeline.quantize(

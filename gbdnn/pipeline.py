@@ -82,6 +82,7 @@ def prune(
     scope: str = "layer",
     solver: str = "iht",
     exclude: tuple[int | str, ...] = (),
+    progress: bool = False,
 ) -> tuple[Sequential, dict]:
     """Prune every Linear layer to ``sparsity``; returns the model and what was done.
 
@@ -96,7 +97,7 @@ def prune(
     elif method == "csp":
         if calib is None:
             raise GbdnnError("CSP pruning needs calibration rows (--calib DATA)")
-        pruner = CSPPruner(sparsity, solver=solver, exclude=exclude)
+        pruner = CSPPruner(sparsity, solver=solver, exclude=exclude, progress=progress)
         out = pruner.fit_transform(model, calib)
         info = {
             "solver": solver,

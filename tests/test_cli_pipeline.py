@@ -93,8 +93,10 @@ def test_csp_needs_calibration_and_uses_it(files, capsys):
     argv = ["prune", files / "model.npz", "--method", "csp", "--sparsity", "0.5"]
     code, _, err = _run(capsys, *argv, "-o", files / "c.npz")
     assert code == 2 and "--calib" in err and not (files / "c.npz").exists()
-    code, out, _ = _run(capsys, *argv, "--calib", files / "calib.npy", "-o", files / "c.npz")
-    assert code == 0
+    code, out, err = _run(
+        capsys, *argv, "--calib", files / "calib.npy", "--progress", "-o", files / "c.npz"
+    )
+    assert code == 0 and "CSP pruning" in err  # the progress bar over the layers
     step = json.loads(out.splitlines()[0])
     assert step["calibration_rows"] == 300 and len(step["relative_output_error"]) == 2
     assert gbdnn.load(files / "c.npz")[0].nnz == 300

@@ -177,6 +177,8 @@ class CSPPruner:
         Iterations of IHT (and of each FISTA run).
     exclude : iterable of int or str
         Layers to leave dense.
+    progress : bool, default False
+        Show a progress bar over the layers of a model.
 
     Attributes
     ----------
@@ -198,6 +200,7 @@ class CSPPruner:
         solver: str = "iht",
         max_iter: int = 200,
         exclude: Iterable[int | str] = (),
+        progress: bool = False,
     ) -> None:
         if solver not in SOLVERS:
             raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
@@ -216,6 +219,7 @@ class CSPPruner:
             raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
         self.budget, self.solver, self.max_iter = budget, solver, max_iter
         self.exclude = tuple(exclude)
+        self.progress = bool(progress)
 
     # -- one layer ---------------------------------------------------------
     def solve(self, w: np.ndarray, a: np.ndarray, t: np.ndarray | None = None) -> np.ndarray:
@@ -290,7 +294,10 @@ class CSPPruner:
         pruned = {slot.key: slot for slot in t.slots}
         dense_in, pruned_in = x, x
         weights, errors = [], []
-        for k, layer in enumerate(model):
+        from tqdm.auto import tqdm
+
+        layers = tqdm(model, desc="CSP pruning", unit="layer", disable=not self.progress)
+        for k, layer in enumerate(layers):
             if isinstance(layer, ReLU):
                 dense_in, pruned_in = _relu(dense_in, layer), _relu(pruned_in, layer)
                 continue
