@@ -10,8 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import graphblas as gb
 import numpy as np
+from graphblas import Matrix
 
+from .convert import dense_float64
 from .errors import GbdnnError, ShapeError, UnsupportedError
 from .io.modelfile import encode_layer, load, save
 from .io.rows import read_rows
@@ -54,15 +57,14 @@ def write_model(
 def read_calibration(path: str | Path, model: Sequential, rows: int | None) -> np.ndarray:
     """The first ``rows`` rows of a data file as a dense float64 array of the model's width."""
     x = read_rows(path, ncols=model.in_features, dtype="float64")
+    if isinstance(x, Matrix):  # TSV and Matrix Market: rows are sliced in SciPy
+        x = gb.io.to_scipy_sparse(x, format="csr")
     if x.shape[1] != model.in_features:
         raise ShapeError(
             f"{path}: calibration data has {x.shape[1]} columns, the model expects "
             f"{model.in_features}"
         )
-    x = x[:rows] if rows else x
-    if hasattr(x, "to_dense"):  # graphblas
-        return x.to_dense(fill_value=0, dtype=np.float64)
-    return x.toarray() if hasattr(x, "toarray") else np.asarray(x, dtype=np.float64)
+    return dense_float64(x[:rows] if rows else x, f"{path}: calibration data")
 
 
 def _check_float(model: Sequential, step: str) -> None:

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import scipy.io
 import scipy.sparse as sp
 
 import gbdnn
@@ -108,6 +109,13 @@ def test_integer_quantization_with_calibration(files, capsys):
     assert code == 0
     q8, meta = gbdnn.load(files / "q8.npz", with_metadata=True)
     assert isinstance(q8[0], QuantizedLinear) and meta["steps"][0]["calibration_rows"] == 100
+    # the same rows from Matrix Market: the same model
+    scipy.io.mmwrite(files / "calib.mtx", sp.coo_array(np.load(files / "calib.npy")))
+    flags[3] = files / "calib.mtx"
+    code, _, _ = _run(capsys, "quantize", files / "model.npz", *flags, "-o", files / "q8m.npz")
+    assert code == 0
+    q8m = gbdnn.load(files / "q8m.npz")
+    assert q8m[0].input_scale == q8[0].input_scale and q8m[0].weight_int.isequal(q8[0].weight_int)
     code, _, err = _run(
         capsys,
         "prune",
