@@ -152,6 +152,14 @@ class Product:
                 self._dense = self._stored.to_dense(fill_value=0, dtype=self._blas_dtype)
             return self._dense
 
+    @property
+    def nnz(self) -> int:
+        """Number of stored weights."""
+        return self._stored.nvals
+
+    def output_width(self, in_features: int) -> int:
+        return self._stored.ncols
+
     def product(self, z: Matrix) -> Matrix:
         """``Z W`` by the kernel the layer's ``path`` picks for this batch."""
         w = self._stored
@@ -217,14 +225,6 @@ class Linear(Product, Layer):
         self.in_features, self.out_features = self.weight.nrows, self.weight.ncols
         self.bias = None if bias is None else to_vector(bias, self.out_features, self.dtype, "bias")
         self._init_product(self.weight, self.dtype.numpy, path)
-
-    @property
-    def nnz(self) -> int:
-        """Number of stored weights."""
-        return self.weight.nvals
-
-    def output_width(self, in_features: int) -> int:
-        return self.out_features
 
     def _run_type(self, x: ArrayLike) -> ValueType:
         return self.dtype

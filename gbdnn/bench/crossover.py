@@ -165,27 +165,27 @@ def run_grid(
         for name, prepare in implementations(dtype).items():
             if grid.implementations and name not in grid.implementations:
                 continue
-            key = _key(
-                {
-                    "shape": f"{shape[0]}x{shape[1]}",
-                    "batch": batch,
-                    "sparsity": sparsity,
-                    "activation": activation,
-                    "dtype": dtype,
-                    "implementation": name,
-                }
-            )
-            if key not in done:
-                todo.append((shape, batch, sparsity, activation, dtype, name, prepare))
+            point = {
+                "shape": f"{shape[0]}x{shape[1]}",
+                "batch": batch,
+                "sparsity": sparsity,
+                "activation": activation,
+                "dtype": dtype,
+                "implementation": name,
+            }
+            if _key(point) not in done:
+                todo.append((shape, point, prepare))
     new_file = not csv_path.exists()
     with open(csv_path, "a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=FIELDS)
         if new_file:
             writer.writeheader()
         cache: dict = {}
-        for shape, batch, sparsity, activation, dtype, name, prepare in tqdm(
+        for shape, point, prepare in tqdm(
             todo, desc="crossover grid", unit="point", disable=not progress
         ):
+            batch, sparsity, activation = point["batch"], point["sparsity"], point["activation"]
+            dtype, name = point["dtype"], point["implementation"]
             data_key = (shape, batch, sparsity, activation)
             if data_key not in cache:  # made once for every value type and implementation
                 cache.clear()
@@ -200,12 +200,7 @@ def run_grid(
             got = to_dense(out).astype(np.float64)
             err = float(np.linalg.norm(got - ref) / max(np.linalg.norm(ref), 1e-300))
             row = {
-                "shape": f"{shape[0]}x{shape[1]}",
-                "batch": batch,
-                "sparsity": sparsity,
-                "activation": activation,
-                "dtype": dtype,
-                "implementation": name,
+                **point,
                 "median_s": median,
                 "iqr_s": iqr,
                 "repeats": repeats,

@@ -145,13 +145,6 @@ class QuantizedLinear(Product, Layer):
         # m(j) = float32(s_x * s_w(j))
         self.multiplier = (self.input_scale * self.weight_scale).astype(np.float32)
 
-    @property
-    def nnz(self) -> int:
-        return self.weight_int.nvals
-
-    def output_width(self, in_features: int) -> int:
-        return self.out_features
-
     def _run_type(self, x: Any) -> Any:
         return _FP32
 
