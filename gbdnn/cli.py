@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import challenge
-from .commands import PIPELINE_EXAMPLES, add_commands
+from .commands import PIPELINE_EXAMPLES, add_commands, positive, subcommand
 from .commands import run as run_pipeline
 from .envinfo import environment
 from .errors import GbdnnError
@@ -19,7 +19,6 @@ from .io.graphchallenge import find_images, read_categories, read_images, read_l
 
 DEFAULT_INPUTS = 10000
 CHALLENGE_EXAMPLES = """\
-examples:
   gbdnn challenge                          generated 1024-neuron, 120-layer network,
                                            checked against a SciPy reference
   gbdnn challenge --data ../shared/data/graphchallenge
@@ -27,16 +26,6 @@ examples:
   gbdnn challenge --data DIR --tile 50     1200 real images tiled to 60000 rows
   gbdnn challenge --neurons 4096 --layers 30 --threads 2 --json
 """
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,39 +38,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=_version())
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    ch = commands.add_parser(
+    ch = subcommand(
+        commands,
         "challenge",
-        help="run the Sparse DNN Graph Challenge and report edges/s",
-        description="Run the Sparse DNN Graph Challenge inference, report edges/s "
+        "run the Sparse DNN Graph Challenge and report edges/s",
+        "Run the Sparse DNN Graph Challenge inference, report edges/s "
         "(inputs x total nnz(W) / inference time, file reading excluded) and check "
         "the categories. Exit status 1 when they differ from the expected ones.",
-        epilog=CHALLENGE_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        CHALLENGE_EXAMPLES,
     )
     ch.add_argument(
         "--data", metavar="DIR", help="folder with the official files (default: generate a network)"
     )
     ch.add_argument(
         "--neurons",
-        type=_positive,
+        type=positive,
         default=1024,
         help="neurons per layer: 1024, 4096, 16384 or 65536 (default 1024)",
     )
-    ch.add_argument("--layers", type=_positive, default=120, help="layers (default 120)")
+    ch.add_argument("--layers", type=positive, default=120, help="layers (default 120)")
     ch.add_argument(
         "--inputs",
-        type=_positive,
+        type=positive,
         help=f"generated input rows, without --data (default {DEFAULT_INPUTS})",
     )
     ch.add_argument(
         "--tile",
-        type=_positive,
+        type=positive,
         default=1,
         metavar="K",
         help="repeat the input rows K times (default 1)",
     )
-    ch.add_argument("--threads", type=_positive, help="threads (default: all cores)")
-    ch.add_argument("--batch-size", type=_positive, help="rows per batch (default: automatic)")
+    ch.add_argument("--threads", type=positive, help="threads (default: all cores)")
+    ch.add_argument("--batch-size", type=positive, help="rows per batch (default: automatic)")
     ch.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     ch.add_argument(
         "--seed", type=int, help="seed of the generated data, without --data (default 0)"
@@ -93,20 +82,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="progress bars (default: when stderr is a terminal)",
     )
-    add_commands(commands, _positive)
+    add_commands(commands)
     bench = commands.add_parser("bench", help="benchmarks: crossover sparsity, calibration")
     bench_commands = bench.add_subparsers(dest="bench_command", required=True, metavar="WHAT")
-    cross = bench_commands.add_parser(
+    cross = subcommand(
+        bench_commands,
         "crossover",
-        help="time gbdnn against dense BLAS and sparse peers; find the crossover sparsity",
-        description="Time Y = X W for gbdnn, NumPy dense (BLAS), SciPy CSR and, when installed, "
+        "time gbdnn against dense BLAS and sparse peers; find the crossover sparsity",
+        "Time Y = X W for gbdnn, NumPy dense (BLAS), SciPy CSR and, when installed, "
         "PyTorch dense / sparse CSR / dynamic int8, over a grid of shapes, batch sizes, weight "
         "and activation sparsities and value types. Writes crossover.csv/.json, the crossover "
         "table (crossover.md) and figures (PNG, SVG) to the output folder.",
-        epilog="examples:\n  gbdnn bench crossover --quick -o bench-out\n"
+        "  gbdnn bench crossover --quick -o bench-out\n"
         "  gbdnn bench crossover --shapes 2048x2048 --batches 64 --dtypes float32 -o out\n"
-        "  gbdnn bench crossover -o out --resume      continue an interrupted run",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "  gbdnn bench crossover -o out --resume      continue an interrupted run\n",
     )
     cross.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
     cross.add_argument(
@@ -134,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _int_list(text: str) -> tuple[int, ...]:
-    return tuple(_positive(v) for v in text.split(","))
+    return tuple(positive(v) for v in text.split(","))
 
 
 def _fraction_list(text: str) -> tuple[float, ...]:

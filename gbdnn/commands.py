@@ -24,6 +24,16 @@ a pipeline, each step reading and writing model files (.npz, or .onnx with the o
 """
 
 
+def positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _fraction(text: str) -> float:
     try:
         value = float(text)
@@ -45,7 +55,8 @@ def _common(p: argparse.ArgumentParser, output: bool = True) -> None:
         p.add_argument("--force", action="store_true", help="replace OUT if it exists")
 
 
-def _sub(commands: Any, name: str, help_: str, description: str, examples: str) -> Any:
+def subcommand(commands: Any, name: str, help_: str, description: str, examples: str) -> Any:
+    """A subcommand parser whose help ends with ``examples``."""
     return commands.add_parser(
         name,
         help=help_,
@@ -55,9 +66,9 @@ def _sub(commands: Any, name: str, help_: str, description: str, examples: str) 
     )
 
 
-def add_commands(commands: Any, positive: Any) -> None:
+def add_commands(commands: Any) -> None:
     """Add the pipeline subcommands to the ``gbdnn`` parser."""
-    p = _sub(
+    p = subcommand(
         commands,
         "info",
         "layers, shapes, nnz, sparsity, value types and bytes of a model file",
@@ -68,7 +79,7 @@ def add_commands(commands: Any, positive: Any) -> None:
     _common(p, output=False)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
-    p = _sub(
+    p = subcommand(
         commands,
         "prune",
         "prune a model's Linear layers (magnitude or compressed sensing)",
@@ -84,7 +95,7 @@ def add_commands(commands: Any, positive: Any) -> None:
     p.add_argument("--sparsity", type=_fraction, required=True, help="fraction of zeros, [0, 1)")
     p.add_argument("--scope", choices=("layer", "global"), default="layer", help="magnitude only")
     p.add_argument("--solver", choices=("iht", "omp", "l1"), default="iht", help="csp only")
-    _calib_args(p, positive)
+    _calib_args(p)
     p.add_argument(
         "--exclude", type=_layer_ids, default=(), metavar="IDS", help="layers to leave, e.g. 0,out"
     )
@@ -95,7 +106,7 @@ def add_commands(commands: Any, positive: Any) -> None:
         help="progress bar over the layers (csp; default: when stderr is a terminal)",
     )
 
-    p = _sub(
+    p = subcommand(
         commands,
         "quantize",
         "quantize a model's weights to int2..int8 or a codebook",
@@ -113,9 +124,9 @@ def add_commands(commands: Any, positive: Any) -> None:
     p.add_argument("--asymmetric", action="store_true", help="with a zero point")
     p.add_argument("--clip", choices=("max", "percentile", "mse", "sawb"), default="max")
     p.add_argument("--codebook", action="store_true", help="Lloyd-Max centroids")
-    _calib_args(p, positive)
+    _calib_args(p)
 
-    p = _sub(
+    p = subcommand(
         commands,
         "infer",
         "run a model on the rows of a data file",
@@ -131,7 +142,7 @@ def add_commands(commands: Any, positive: Any) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
 
-    p = _sub(
+    p = subcommand(
         commands,
         "convert",
         "convert a model between gbdnn .npz and ONNX",
@@ -141,7 +152,7 @@ def add_commands(commands: Any, positive: Any) -> None:
     _common(p)
 
 
-def _calib_args(p: argparse.ArgumentParser, positive: Any) -> None:
+def _calib_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calib", metavar="DATA", help="calibration rows (.npy, .npz, .mtx, .tsv)")
     p.add_argument("--calib-rows", type=positive, metavar="N", help="use the first N rows")
 
