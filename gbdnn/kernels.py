@@ -32,8 +32,8 @@ def sparse_format(w: Matrix) -> Matrix:
 
     SuiteSparse stores a matrix denser than a few percent as a bitmap, and its
     products with a bitmap or full weight matrix are 7-30x slower than with
-    the same weights in CSR (1024-1536 wide layers, 25-100 % dense,
-    :mod:`bench.test_kernels`): weights are always kept sparse.
+    the same weights in CSR (1024-1536 wide layers, 25-100 % dense; measured in
+    ``bench/README.md``): weights are always kept sparse.
     """
     w.ss.config["sparsity_control"] = ["sparse", "hypersparse"]
     return w
