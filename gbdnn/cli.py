@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import challenge
-from .commands import PIPELINE_EXAMPLES, add_commands, positive, subcommand
+from .commands import PIPELINE_EXAMPLES, add_commands, fraction, positive, subcommand
 from .commands import run as run_pipeline
 from .envinfo import environment
 from .errors import GbdnnError
@@ -127,13 +127,7 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 
 def _fraction_list(text: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a list of numbers") from None
-    if not all(0 <= v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"fractions must be in [0, 1), got {text}")
-    return values
+    return tuple(fraction(v) for v in text.split(","))
 
 
 def _shapes(text: str) -> tuple[tuple[int, int], ...]:

@@ -34,7 +34,7 @@ def positive(text: str) -> int:
     return value
 
 
-def _fraction(text: str) -> float:
+def fraction(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -92,7 +92,7 @@ def add_commands(commands: Any) -> None:
     )
     _common(p)
     p.add_argument("--method", choices=("magnitude", "csp"), required=True)
-    p.add_argument("--sparsity", type=_fraction, required=True, help="fraction of zeros, [0, 1)")
+    p.add_argument("--sparsity", type=fraction, required=True, help="fraction of zeros, [0, 1)")
     p.add_argument("--scope", choices=("layer", "global"), default="layer", help="magnitude only")
     p.add_argument("--solver", choices=("iht", "omp", "l1"), default="iht", help="csp only")
     _calib_args(p)
