@@ -43,11 +43,11 @@ def check_finite_matrix(m: Matrix, name: str) -> None:
     """Raise :class:`NonFiniteError` if a floating-point ``m`` stores NaN or Inf."""
     if m.dtype.np_type.kind == "f" and m.nvals:
         # a NaN or Inf entry makes the sum non-finite; a finite sum proves there is none
-        total = m.reduce_scalar(monoid.plus).new(nthreads=1).value
+        total = m.reduce_scalar(monoid.plus).new().value
         if np.isfinite(total):
             return
         # the sum may just overflow: ok = AND over stored entries of isfinite(m(i,j))
-        ok = m.apply(unary.isfinite).new(nthreads=1).reduce_scalar(monoid.land).new()
+        ok = m.apply(unary.isfinite).new().reduce_scalar(monoid.land).new()
         if not ok.value:
             raise NonFiniteError(f"{name} contains NaN or Inf values")
 
@@ -102,7 +102,7 @@ def to_matrix(
             check_finite_matrix(x, name)
         m = x if x.dtype == vtype.graphblas else x.dup(vtype.graphblas)
         if drop_zeros:
-            m = select.valuene(m, 0).new(nthreads=1)
+            m = select.valuene(m, 0).new()
         return m
     if family == "scipy":
         csr = sp.csr_array(x)
@@ -129,7 +129,7 @@ def to_matrix(
     full = Matrix.ss.import_fullr(values, take_ownership=not np.shares_memory(values, x))
     if drop_zeros or np.count_nonzero(values) <= SPARSE_INPUT_DENSITY * values.size:
         # M<M != 0> = M: keep the nonzeros only
-        return select.valuene(full, 0).new(nthreads=1)
+        return select.valuene(full, 0).new()
     return full
 
 
@@ -167,7 +167,7 @@ def row_slice(x: ArrayLike, start: int, stop: int) -> ArrayLike:
     if start == 0 and stop == x.shape[0]:
         return x
     if isinstance(x, Matrix):
-        return x[start:stop, :].new(nthreads=1)
+        return x[start:stop, :].new()
     return x[start:stop]
 
 

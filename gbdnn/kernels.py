@@ -1,11 +1,12 @@
 """GraphBLAS kernels of sparse DNN inference: the bottom of gbdnn.
 
 Every function takes and returns ``graphblas.Matrix`` objects whose rows are
-samples. Each GraphBLAS call runs on one thread (``nthreads=1``): gbdnn runs in
-parallel over row batches instead (see :mod:`gbdnn.runner`), which on the
-Graph Challenge workload is faster than SuiteSparse's own threading and keeps
-each kernel's floating-point sums in the same order whatever the batch size
-and thread count (different kernels may round differently).
+samples. Inside :func:`batch_threads` (where :mod:`gbdnn.runner` runs every
+batch) each GraphBLAS call runs on one thread: gbdnn runs in parallel over row
+batches instead, which on the Graph Challenge workload is faster than
+SuiteSparse's own threading and keeps each kernel's floating-point sums in the
+same order whatever the batch size and thread count (different kernels may
+round differently).
 
 All calls use built-in types and semirings (``plus_times``, ``plus_plus``,
 ``select.valuegt``, ``binary.plus``, ``binary.min``) so SuiteSparse runs its
@@ -14,17 +15,86 @@ precompiled factory kernels.
 
 from __future__ import annotations
 
+import ctypes
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 from graphblas import Matrix, Vector, binary, select, semiring
+from graphblas.core.ss.context import Context
+from suitesparse_graphblas import ffi
+from suitesparse_graphblas.utils import claim_buffer_2d
 
-_OPTS = {"nthreads": 1}
-#: Rows per tile of :func:`plus_times_dense` (measured best for 32-64 on 4096-wide layers).
-DENSE_TILE = 64
+#: Bytes of ``X'`` or ``Z'`` per tile of :func:`plus_times_dense`: both stay in
+#: the 2 MB L2 cache (4096-wide FP32 layers: 64 rows; FP64: 32 rows).
+DENSE_TILE_BYTES = 1 << 20
+#: At most this many rows per tile (fewer tiles, less fixed cost, on narrow layers).
+DENSE_TILE_MAX = 256
 #: Tiles of :func:`plus_times_dense` are padded to a multiple of this many rows.
 DENSE_LANES = 16
+#: Byte alignment of the dense kernel's tiles (one AVX-512 vector, one cache line).
+ALIGNMENT = 64
 _BLAS_LOCK = threading.Lock()
+_LOCAL = threading.local()
+_LIBC = ctypes.CDLL(None)
+_LIBC.posix_memalign.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t, ctypes.c_size_t]
+
+
+def aligned_zeros(nrows: int, ncols: int, dtype: np.dtype) -> np.ndarray:
+    """A C-ordered zero array that owns memory aligned to ``ALIGNMENT`` bytes.
+
+    SuiteSparse's saxpy kernel of :func:`plus_times_dense` took 1.9x as long
+    when ``X'`` started off a 64-byte boundary (NumPy aligns to 16 bytes
+    only; ``bench/README.md``). The memory comes from ``posix_memalign`` and
+    is owned by the array (freed by ``free``, as SuiteSparse frees what it
+    is given), so ``Matrix.ss.import_fullr(..., take_ownership=True)`` takes
+    it without a copy.
+    """
+    dtype = np.dtype(dtype)
+    size = nrows * ncols
+    pointer = ctypes.c_void_p()
+    if _LIBC.posix_memalign(ctypes.byref(pointer), ALIGNMENT, max(size * dtype.itemsize, 1)):
+        raise MemoryError(f"cannot allocate a {nrows} x {ncols} {dtype} tile")
+    array = claim_buffer_2d(ffi, ffi.cast("void*", pointer.value), size, nrows, ncols, dtype, True)
+    array.fill(0)
+    return array
+
+
+def _context(nthreads: int) -> Context:
+    """This thread's SuiteSparse context with ``nthreads`` threads, made once."""
+    contexts = _LOCAL.__dict__.setdefault("contexts", {})
+    if nthreads not in contexts:
+        contexts[nthreads] = Context(engage=False, stack=False, nthreads=nthreads)
+    return contexts[nthreads]
+
+
+@contextmanager
+def batch_threads(cores: int = 1) -> Iterator[None]:
+    """Run this thread's GraphBLAS calls inside the block on one thread each.
+
+    ``cores`` is how many cores the batch has to itself (all of them when
+    the input is one batch): :func:`plus_times_dot`, whose result does not
+    depend on the thread count, spreads over them. The contexts are made
+    once per thread and engaged for the block (re-entrant: an inner block
+    keeps the outer one's setting); passing ``nthreads=1`` to every call
+    instead builds a new descriptor each time, 75 us per call, most of a
+    one-row product (``bench/README.md``).
+    """
+    if getattr(_LOCAL, "cores", 0):
+        yield
+        return
+    _LOCAL.cores = max(1, int(cores))
+    try:
+        with _context(1):
+            yield
+    finally:
+        _LOCAL.cores = 0
+
+
+def batch_cores() -> int:
+    """Cores the current batch has to itself (1 outside :func:`batch_threads`)."""
+    return getattr(_LOCAL, "cores", 0) or 1
 
 
 def sparse_format(w: Matrix) -> Matrix:
@@ -42,7 +112,43 @@ def sparse_format(w: Matrix) -> Matrix:
 def plus_times(x: Matrix, w: Matrix) -> Matrix:
     """Return ``Z = X W`` over the ``plus_times`` semiring."""
     # Z(i,j) = sum_k X(i,k) * W(k,j)
-    return x.mxm(w, semiring.plus_times).new(**_OPTS)
+    return x.mxm(w, semiring.plus_times).new()
+
+
+def dense_rows(x: Matrix, dtype: np.dtype) -> np.ndarray:
+    """``X`` as a new dense NumPy array of ``dtype``, zeros where ``X`` has no entry."""
+    if x.nvals == x.nrows * x.ncols:
+        return x.to_dense(dtype=dtype)
+    # D = 0 (full), then D += X in place: 2-7x faster than to_dense(fill_value=0)
+    d = Matrix.ss.import_fullr(np.zeros(x.shape, dtype), take_ownership=True)
+    d(binary.plus[d.dtype]) << x
+    return d.ss.export("fullr", give_ownership=True, raw=False)["values"]
+
+
+def plus_times_dot(x: Matrix, wt: Matrix) -> Matrix:
+    """Return ``Z = X W`` for a few rows, as dot products ``Z' = W' X'``.
+
+    ``wt`` is ``W'`` (stored by row); ``X`` is made full. Each ``Z(i,j)`` is
+    the dot product of row ``j`` of ``W'`` with row ``i`` of ``X``, summed by
+    one thread in the order of that row, so a row's result depends neither
+    on the batch nor on the thread count. SuiteSparse spreads the rows of
+    ``W'`` over the cores the batch has (:func:`batch_threads`): a product
+    of one or two rows reads all of ``W`` for little arithmetic, limited by
+    memory, which every core helps with.
+    """
+    if x.ss.format != "fullr":
+        x = Matrix.ss.import_fullr(dense_rows(x, x.dtype.np_type), take_ownership=True)
+    with _context(batch_cores()):
+        # Z'(j,i) = sum_k W'(j,k) X(i,k)
+        zt = wt.mxm(x.T, semiring.plus_times).new()
+    # Z = (Z')'
+    return zt.T.new()
+
+
+def tile_rows(n_in: int, n_out: int, itemsize: int) -> int:
+    """Rows of ``X`` per tile of :func:`plus_times_dense`, a multiple of ``DENSE_LANES``."""
+    rows = DENSE_TILE_BYTES // (max(n_in, n_out, 1) * itemsize) // DENSE_LANES * DENSE_LANES
+    return min(max(rows, DENSE_LANES), DENSE_TILE_MAX)
 
 
 def padded_width(rows: int) -> int:
@@ -54,7 +160,7 @@ def plus_times_dense(x: Matrix, wt: Matrix) -> Matrix:
     """Return ``Z = X W`` for dense activations, computed as ``Z' = W' X'``.
 
     ``wt`` is ``W'`` (stored by row). ``X'`` is made full, in tiles of
-    ``DENSE_TILE`` rows of ``X``, and each tile's product is accumulated into
+    :func:`tile_rows` rows of ``X``, and each tile's product is accumulated into
     a full zero matrix: SuiteSparse's saxpy kernel for a sparse times a full
     matrix into a full result, much faster than ``X W`` when ``X`` is dense.
     Tiles are padded with zero rows to a multiple of ``DENSE_LANES``:
@@ -63,21 +169,22 @@ def plus_times_dense(x: Matrix, wt: Matrix) -> Matrix:
     multiple of 16 for FP32, of 8 for FP64, on the project's machines), so
     without padding a row's result would depend on its place in the batch.
     """
-    dense = x.to_dense(fill_value=0, dtype=x.dtype)  # keep FP32 FP32
+    dense = dense_rows(x, x.dtype.np_type)  # keep FP32 FP32
     z = np.empty((x.nrows, wt.nrows), dense.dtype)
-    for start in range(0, x.nrows, DENSE_TILE):  # tiles of rows keep Z' in cache
-        rows = dense[start : start + DENSE_TILE]
+    tile = tile_rows(wt.ncols, wt.nrows, dense.itemsize)
+    for start in range(0, x.nrows, tile):  # tiles of rows keep X' and Z' in cache
+        rows = dense[start : start + tile]
         width = padded_width(rows.shape[0])
-        xt = np.zeros((rows.shape[1], width), dense.dtype)
+        xt = aligned_zeros(rows.shape[1], width, dense.dtype)
         xt[:, : rows.shape[0]] = rows.T
-        c = Matrix.ss.import_fullr(np.zeros((wt.nrows, width), xt.dtype), take_ownership=True)
+        c = Matrix.ss.import_fullr(aligned_zeros(wt.nrows, width, xt.dtype), take_ownership=True)
         # Z' = 0, then Z' += W' X'
-        c(binary.plus, **_OPTS) << wt.mxm(
+        c(binary.plus) << wt.mxm(
             Matrix.ss.import_fullr(xt, take_ownership=True), semiring.plus_times
         )
-        z[start : start + rows.shape[0]] = c.ss.export("fullr", raw=False)["values"].T[
-            : rows.shape[0]
-        ]
+        z[start : start + rows.shape[0]] = c.ss.export("fullr", give_ownership=True, raw=False)[
+            "values"
+        ].T[: rows.shape[0]]
     return Matrix.ss.import_fullr(z, take_ownership=True)
 
 
@@ -87,7 +194,7 @@ def plus_times_blas(x: Matrix, w_dense: np.ndarray) -> Matrix:
     BLAS uses every core itself, so concurrent calls from gbdnn's batch threads
     take turns instead of competing for the cores.
     """
-    dense = x.to_dense(fill_value=0, dtype=w_dense.dtype)
+    dense = dense_rows(x, w_dense.dtype)
     with _BLAS_LOCK:
         z = dense @ w_dense
     return Matrix.ss.import_fullr(z, take_ownership=True)
@@ -102,7 +209,7 @@ def add_bias_full(z: Matrix, bias: np.ndarray) -> Matrix:
     c = Matrix.ss.import_fullr(
         np.broadcast_to(bias, (z.nrows, bias.size)).copy(), take_ownership=True
     )
-    c(binary.plus, **_OPTS) << z
+    c(binary.plus) << z
     return c
 
 
@@ -110,17 +217,17 @@ def add_bias_stored(z: Matrix, bias: np.ndarray) -> None:
     """In place, ``Z(i,j) += b(j)`` for the stored entries of ``Z`` only."""
     if bias[0] == bias[-1] and (bias == bias[0]).all():
         # Z(i,j) = Z(i,j) + b   (one bias for all columns)
-        z(**_OPTS) << z.apply(binary.plus, right=bias[0])
+        z << z.apply(binary.plus, right=bias[0])
     else:
         # Z = Z (+.+) diag(b): each stored Z(i,j) meets only diag(b)(j,j)
         d = Vector.from_dense(bias).diag()
-        z(**_OPTS) << z.mxm(d, semiring.plus_plus)
+        z << z.mxm(d, semiring.plus_plus)
 
 
 def relu(z: Matrix) -> None:
     """In place, ``Z = max(Z, 0)``, dropping every entry that is not positive."""
     # Z<Z > 0> = Z, the rest removed
-    z(**_OPTS) << select.valuegt(z, 0)
+    z << select.valuegt(z, 0)
 
 
 def relu_bias_stored(z: Matrix, bias: np.ndarray) -> None:
@@ -132,8 +239,8 @@ def relu_bias_stored(z: Matrix, bias: np.ndarray) -> None:
     """
     if bias[0] == bias[-1] and (bias == bias[0]).all():
         # keep Z(i,j) > -b, then Z(i,j) += b
-        z(**_OPTS) << select.valuegt(z, -bias[0])
-        z(**_OPTS) << z.apply(binary.plus, right=bias[0])
+        z << select.valuegt(z, -bias[0])
+        z << z.apply(binary.plus, right=bias[0])
     else:
         add_bias_stored(z, bias)
         relu(z)
@@ -141,4 +248,4 @@ def relu_bias_stored(z: Matrix, bias: np.ndarray) -> None:
 
 def clip_max(z: Matrix, max_value: float) -> None:
     """In place, ``Z(i,j) = min(Z(i,j), max_value)``."""
-    z(**_OPTS) << z.apply(binary.min, right=max_value)
+    z << z.apply(binary.min, right=max_value)

@@ -96,7 +96,7 @@ class ReLU(Layer):
     def stage(self, following: Layer | None = None) -> tuple[runner.Stage, int]:
         def relu(z: Matrix) -> Matrix:
             # a new matrix: stages never modify their input (it may be the caller's)
-            z = select.valuegt(z, 0).new(nthreads=1)
+            z = select.valuegt(z, 0).new()
             self._clip(z)
             return z
 
@@ -114,13 +114,14 @@ class Product:
     """The product ``Z W`` of a weighted layer, by the kernel its ``path`` picks.
 
     Keeps the weights ``W`` (CSR) and builds, on first use and once, the
-    copies the other kernels need: ``W'`` for the dense kernel and a dense
+    copies the other kernels need: ``W'`` for the dense and dot kernels and a dense
     NumPy array for BLAS.
     """
 
     def _init_product(self, weight: Matrix, blas_dtype: np.dtype | None, path: str) -> None:
         """``blas_dtype`` None: no BLAS kernel for this layer."""
-        self._kernels = ("sparse", "dense") if blas_dtype is None else tuning.KERNELS
+        no_blas = tuple(k for k in tuning.KERNELS if k != "blas")
+        self._kernels = no_blas if blas_dtype is None else tuning.KERNELS
         self.path = path
         self._stored = kernels.sparse_format(weight)
         self._blas_dtype = blas_dtype
@@ -164,12 +165,21 @@ class Product:
         """``Z W`` by the kernel the layer's ``path`` picks for this batch."""
         w = self._stored
         kind = tuning.choose(
-            self.path, z.nrows, z.nvals, w.nrows, w.ncols, w.nvals, kernels=self._kernels
+            self.path,
+            z.nrows,
+            z.nvals,
+            w.nrows,
+            w.ncols,
+            w.nvals,
+            kernels=self._kernels,
+            cores=kernels.batch_cores(),
         )
         if kind == "sparse":
             return kernels.plus_times(z, w)
         if kind == "dense":
             return kernels.plus_times_dense(z, self._weight_t())
+        if kind == "dot":
+            return kernels.plus_times_dot(z, self._weight_t())
         return kernels.plus_times_blas(z, self._weight_dense())
 
 
@@ -187,12 +197,12 @@ class Linear(Product, Layer):
         Value type of the weights and of the computation.
     name : str, optional
         A label, e.g. to exclude the layer from pruning.
-    path : {"auto", "sparse", "dense", "blas"}, default "auto"
+    path : {"auto", "sparse", "dense", "dot", "blas"}, default "auto"
         Which kernel computes ``X W`` (see :mod:`gbdnn.tuning`): ``"auto"``
         picks the cheapest for every batch from the activations' density; the
-        others force one kernel. With ``"sparse"`` or ``"dense"`` results are
-        bit-identical for any batch size and thread count; kernels differ
-        from each other by rounding.
+        others force one kernel. With ``"sparse"``, ``"dense"`` or ``"dot"``
+        results are bit-identical for any batch size and thread count;
+        kernels differ from each other by rounding.
 
     Attributes
     ----------

@@ -4,9 +4,11 @@ The rows of the input are cut into batches; each batch is converted to
 GraphBLAS, pushed through every stage and written into the result, so memory
 is bounded by ``threads`` batches in flight plus the result itself. Batches run
 in a thread pool (GraphBLAS releases the GIL), each GraphBLAS call on one
-thread, so a row's result does not depend on the other rows of its batch:
-with a fixed kernel (see :mod:`gbdnn.tuning`) results are bit-identical for
-any ``batch_size`` and ``threads``.
+thread (:func:`gbdnn.kernels.batch_threads`); an input that is one batch has
+every core to itself, which only the kernels whose sums do not depend on the
+thread count use. A row's result does not depend on the other rows of its
+batch: with a fixed kernel (see :mod:`gbdnn.tuning`) results are
+bit-identical for any ``batch_size`` and ``threads``.
 """
 
 from __future__ import annotations
@@ -24,14 +26,17 @@ from tqdm.auto import tqdm
 from .convert import ArrayLike, family_of, from_matrices, row_slice, rows_to_numpy, to_matrix
 from .dtypes import ValueType
 from .errors import ShapeError
+from .kernels import batch_threads
 
 Stage = Callable[[Matrix], Matrix]
 Output = Literal["auto", "numpy", "scipy", "graphblas"]
 
 #: The automatic batch holds about this many activations (rows x widest layer).
 AUTO_BATCH_ENTRIES = 1 << 22
-#: Inputs with less estimated work than this run on one thread.
-PARALLEL_MIN_SECONDS = 1e-3
+#: Inputs with less estimated work than this run as one batch: below ~30 ms
+#: two batch threads were slower than one on the project's 2-core machines
+#: (up to 1.8x; ``bench/README.md``), above ~40 ms up to 1.6x faster.
+PARALLEL_MIN_SECONDS = 0.03
 _OUTPUTS = ("auto", "numpy", "scipy", "graphblas")
 
 
@@ -93,8 +98,8 @@ def run(
     """Run ``stages`` on the rows of ``x``; see :meth:`gbdnn.Sequential.predict`.
 
     ``row_seconds`` estimates the work of one row: an input with less than
-    ``PARALLEL_MIN_SECONDS`` of work in all runs as one batch on one thread,
-    where splitting it would cost more than it saves.
+    ``PARALLEL_MIN_SECONDS`` of work in all runs as one batch (with every
+    core to itself), where splitting it would cost more than it saves.
     """
     family = family_of(x, "X")
     if output not in _OUTPUTS:
@@ -112,22 +117,23 @@ def run(
         x = x.tocsr()  # row slicing needs CSR; no copy if it already is
 
     nrows = x.shape[0]
-    if nrows * row_seconds < PARALLEL_MIN_SECONDS:
-        threads = 1
-    batches = plan_batches(nrows, batch_size, threads)
+    small = nrows * row_seconds < PARALLEL_MIN_SECONDS
+    batches = plan_batches(nrows, batch_size, 1 if small else threads)
+    cores = threads if len(batches) == 1 else 1
     dense = np.zeros((nrows, out_features), vtype.numpy) if out_family == "numpy" else None
-    bar = tqdm(total=nrows, unit="row", disable=not progress, leave=False)
+    bar = tqdm(total=nrows, unit="row", leave=False) if progress else None
 
     def one_batch(bounds: tuple[int, int]) -> Matrix | None:
         start, stop = bounds
-        z = to_matrix(row_slice(x, start, stop), vtype, "X", check_finite=check_finite)
-        for stage in stages:
-            z = stage(z)
-        bar.update(stop - start)
-        if dense is None:
-            return z
-        rows_to_numpy(z, dense[start:stop])
-        return None
+        with batch_threads(cores):
+            z = to_matrix(row_slice(x, start, stop), vtype, "X", check_finite=check_finite)
+            for stage in stages:
+                z = stage(z)
+            if dense is not None:
+                rows_to_numpy(z, dense[start:stop])
+        if bar is not None:
+            bar.update(stop - start)
+        return z if dense is None else None
 
     try:
         if threads == 1 or len(batches) <= 1:
@@ -135,7 +141,8 @@ def run(
         else:
             parts = list(_pool(threads).map(one_batch, batches))
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
     if dense is not None:
         return dense
     if not parts:

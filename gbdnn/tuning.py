@@ -1,29 +1,33 @@
 """Which kernel computes ``X W``: a cost model, calibrated once per machine.
 
-Three kernels compute the product of a batch ``X`` (b x in) and a weight ``W``
-(in x out, ``nnz(W)`` stored). Each one's time is modelled by the work it does:
+Four kernels compute the product of a batch ``X`` (b x in) and a weight ``W``
+(in x out, ``nnz(W)`` stored). Each one's time is modelled by a fixed cost per
+call (``*_call``; per tile for the dense kernel, see
+:func:`gbdnn.kernels.tile_rows`) plus the work it does:
 
 ``"sparse"``  :func:`gbdnn.kernels.plus_times`, Gustavson on the sparse rows
               of X: ``sparse_mac * nnz(X) nnz(W) / in``.
 ``"dense"``   :func:`gbdnn.kernels.plus_times_dense`, ``W' X'`` into a full
               result: ``dense_mac * b16 nnz(W)``, ``b16`` the batch padded to
               whole tiles.
+``"dot"``     :func:`gbdnn.kernels.plus_times_dot`, ``W' X'`` as dot products
+              of rows: ``dot_mac * b nnz(W) / cores``, over the cores the
+              batch has; for one to a few rows.
 ``"blas"``    :func:`gbdnn.kernels.plus_times_blas`, NumPy's dense BLAS:
               ``(blas_mac * b + blas_weight) * in * out``; ``blas_weight`` is
               reading the dense weight once per call, what dominates a small
               batch (a matrix-vector product is limited by memory, not by
               arithmetic).
 
-The model leaves out the fixed and per-activation costs of each kernel: at the
-extreme sparsities where they dominate it may pick the dense kernel where the
-sparse one is faster (``gbdnn bench crossover`` reports how close the choice
-comes to the faster kernel at every point).
+The model leaves out the per-activation costs (converting ``X`` and writing
+``Z``), which dominate at extreme sparsities; ``gbdnn bench crossover`` reports
+how close the choice comes to the faster kernel at every point.
 
 Each layer picks the cheapest for every batch. The kernels sum in different
 orders (SuiteSparse picks its internal method by the operands' formats), so
 results of different kernels agree to rounding, not bit for bit. A layer with
-a fixed ``path`` (``"sparse"`` or ``"dense"``) gives bit-identical results for
-any batch size and thread count; BLAS may round differently for different
+a fixed ``path`` (``"sparse"``, ``"dense"`` or ``"dot"``) gives bit-identical
+results for any batch size and thread count; BLAS may round differently for different
 batch shapes.
 
 The default costs are :func:`calibrate`'s on the project's 2-core machines
@@ -44,20 +48,28 @@ from pathlib import Path
 
 import numpy as np
 
-from .kernels import padded_width
+from .kernels import batch_threads, padded_width, tile_rows
 
-KERNELS = ("sparse", "dense", "blas")
+KERNELS = ("sparse", "dense", "dot", "blas")
 PATHS = ("auto", *KERNELS)
+#: Rows per batch of the dot kernel's calibration.
+DOT_ROWS = 2
 
 
 @dataclass(frozen=True)
 class Costs:
-    """Wall seconds per unit of work of each kernel, every worker busy (as in predict)."""
+    """Wall seconds per call and per unit of work of each kernel, every worker busy
+    (as in predict)."""
 
     sparse_mac: float = 3.9e-9
-    dense_mac: float = 3.4e-10
+    dense_mac: float = 2.6e-10
+    dot_mac: float = 2.2e-9
     blas_mac: float = 3.9e-11
     blas_weight: float = 3.1e-10
+    sparse_call: float = 6e-5
+    dense_call: float = 2.8e-4
+    dot_call: float = 1.5e-4
+    blas_call: float = 9e-5
 
 
 def cache_path() -> Path:
@@ -77,14 +89,25 @@ def current_costs() -> Costs:
 
 
 def estimates(
-    nrows: int, nnz_x: int, n_in: int, n_out: int, nnz_w: int, costs: Costs | None = None
+    nrows: int,
+    nnz_x: int,
+    n_in: int,
+    n_out: int,
+    nnz_w: int,
+    costs: Costs | None = None,
+    cores: int = 1,
 ) -> dict[str, float]:
-    """Modelled seconds of each kernel for one product (see the module documentation)."""
+    """Modelled seconds of each kernel for one product (see the module documentation).
+
+    ``cores``: how many cores the batch has; the dot kernel's work is spread over them.
+    """
     c = costs or current_costs()
+    tiles = -(-nrows // tile_rows(n_in, n_out, 4))
     return {
-        "sparse": c.sparse_mac * nnz_x * nnz_w / max(n_in, 1),
-        "dense": c.dense_mac * padded_width(nrows) * nnz_w,
-        "blas": (c.blas_mac * nrows + c.blas_weight) * n_in * n_out,
+        "sparse": c.sparse_call + c.sparse_mac * nnz_x * nnz_w / max(n_in, 1),
+        "dense": c.dense_call * tiles + c.dense_mac * padded_width(nrows) * nnz_w,
+        "dot": c.dot_call + c.dot_mac * nrows * nnz_w / cores,
+        "blas": c.blas_call + (c.blas_mac * nrows + c.blas_weight) * n_in * n_out,
     }
 
 
@@ -98,16 +121,18 @@ def choose(
     costs: Costs | None = None,
     *,
     kernels: tuple[str, ...] = KERNELS,
+    cores: int = 1,
 ) -> str:
-    """The kernel (``"sparse"``, ``"dense"`` or ``"blas"``) for one product.
+    """The kernel (one of ``KERNELS``) for one product.
 
-    ``kernels`` limits the choice (integer layers have no BLAS kernel).
+    ``kernels`` limits the choice (integer layers have no BLAS kernel);
+    ``cores`` is passed to :func:`estimates`.
     """
     if path in kernels:
         return path
     if path != "auto":
         raise ValueError(f"path {path!r} is not one of this layer's kernels {kernels}")
-    estimate = estimates(nrows, nnz_x, n_in, n_out, nnz_w, costs)
+    estimate = estimates(nrows, nnz_x, n_in, n_out, nnz_w, costs, cores)
     return min(kernels, key=estimate.__getitem__)
 
 
@@ -115,12 +140,16 @@ def _seconds(kernel, inputs) -> float:
     """Wall seconds of one call with one input per worker, all workers busy."""
     from concurrent.futures import ThreadPoolExecutor
 
+    def call(x):
+        with batch_threads():  # as in predict
+            return kernel(x)
+
     with ThreadPoolExecutor(len(inputs)) as pool:
-        list(pool.map(kernel, inputs))  # warm-up
+        list(pool.map(call, inputs))  # warm-up
         times = []
         for _ in range(5):
             start = time.perf_counter()
-            list(pool.map(kernel, inputs))
+            list(pool.map(call, inputs))
             times.append(time.perf_counter() - start)
     return float(np.median(times))
 
@@ -133,7 +162,11 @@ def calibrate(
     Each kernel runs on a ``size`` x ``size`` weight, 10 % dense, with every
     worker busy as in :meth:`gbdnn.Sequential.predict`: the dense kernel and
     BLAS on full batches of ``rows`` rows, the sparse kernel on 10 % dense
-    rows; BLAS once more on one-row batches, which measures reading the weight.
+    rows, the dot kernel on batches of ``DOT_ROWS`` full rows; BLAS once more
+    on one-row batches, which measures reading the weight. The fixed costs
+    are each kernel's time for one row through a 64 x 64 layer (2 % dense),
+    where the work is negligible, on one worker (small inputs run as one
+    batch).
 
     Parameters
     ----------
@@ -169,13 +202,36 @@ def calibrate(
     sparse_in = [batch(rows, 0.1) for _ in range(threads)]
     flops = sparse_in[0].nvals * nnz / size
     sparse_mac = _seconds(lambda x: kernels.plus_times(x, wm), sparse_in) / flops
+    few = [batch(DOT_ROWS, 1) for _ in range(threads)]
+    dot_mac = _seconds(lambda x: kernels.plus_times_dot(x, wt), few) / (DOT_ROWS * nnz)
     # (blas_mac * b + blas_weight) * size^2 at b = rows and b = 1
     many, one = (
         _seconds(lambda x: kernels.plus_times_blas(x, w), xs) / size**2
         for xs in (full, [batch(1, 1) for _ in range(threads)])
     )
     blas_mac = max((many - one) / (rows - 1), 1e-14)
-    costs = Costs(sparse_mac, dense_mac, blas_mac, max(one - blas_mac, 1e-14))
+    # fixed costs: one row through a tiny layer, on one worker as small inputs run
+    size = 64
+    tiny = [batch(1, 1)]
+    w, wm, wt, _ = weight(0.02)
+    handoff = _seconds(lambda x: x, tiny)  # the measuring thread pool's own time
+    calls = {
+        kernel: max(_seconds(product, tiny) - handoff, 1e-6)
+        for kernel, product in [
+            ("sparse", lambda x: kernels.plus_times(x, wm)),
+            ("dense", lambda x: kernels.plus_times_dense(x, wt)),
+            ("dot", lambda x: kernels.plus_times_dot(x, wt)),
+            ("blas", lambda x: kernels.plus_times_blas(x, w)),
+        ]
+    }
+    costs = Costs(
+        sparse_mac,
+        dense_mac,
+        dot_mac,
+        blas_mac,
+        max(one - blas_mac, 1e-14),
+        **{f"{kernel}_call": seconds for kernel, seconds in calls.items()},
+    )
     if save:
         path = cache_path()
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,11 +1,12 @@
 """The crossover harness: interpolation, grid runs, resume, figures, CLI."""
 
 import json
+import time
 
 import pytest
 
 from gbdnn.bench import Grid, crossovers, load_rows, plot, run_grid
-from gbdnn.bench.crossover import _crossing
+from gbdnn.bench.crossover import _crossing, _time
 from gbdnn.cli import main
 
 
@@ -114,3 +115,18 @@ def test_cli_bench(tmp_path, capsys):
         main(["bench", "crossover", "-o", str(out), "--shapes", "40by24"])
     with pytest.raises(SystemExit):
         main(["bench", "crossover", "-o", str(out), "--sparsities", "1.5"])
+
+
+def test_timing_repeats_fast_calls_for_a_minimum_time():
+    calls = []
+    out, median, iqr, repeats = _time(lambda: calls.append(1) or len(calls), 1.0, 5, 0.02)
+    # a call of microseconds: far more than max_repeats, for about min_seconds
+    assert repeats > 5 and len(calls) == repeats + 1 and out == repeats + 1
+    assert 0 < median < 0.02 and iqr >= 0
+
+    def slow():
+        time.sleep(0.01)
+
+    # slow calls stop at max_repeats once min_seconds has passed, or at the budget
+    assert _time(slow, 1.0, 3, 0.0)[3] == 3
+    assert _time(slow, 0.025, 100, 1.0)[3] <= 4

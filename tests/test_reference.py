@@ -81,7 +81,7 @@ def test_matches_numpy_reference(weight_kind, bias_kind, dtype, nrows):
     np.testing.assert_allclose(y, expected, **TOL[dtype])
 
     # a fixed GraphBLAS kernel: bit-identical results for any batch size and thread count
-    for path in ("sparse", "dense"):
+    for path in ("sparse", "dense", "dot"):
         exact = build(np.random.default_rng(seed), weight_kind, bias_kind, dtype, path=path)[0]
         first = exact(x, threads=1)
         np.testing.assert_allclose(first, expected, **TOL[dtype])
@@ -189,6 +189,10 @@ def test_path_choice():
     # a dense batch on sparse weights: the dense GraphBLAS kernel; denser weights: BLAS
     assert tuning.choose("auto", 64, 64 * 4096, 4096, 4096, 4096 * 205, costs) == "dense"
     assert tuning.choose("auto", 64, 64 * 4096, 4096, 4096, 4096 * 820, costs) == "blas"
+    # one dense row: dot products; two rows too when the batch has two cores for them
+    assert tuning.choose("auto", 1, 4096, 4096, 4096, 4096 * 410, costs) == "dot"
+    assert tuning.choose("auto", 2, 2 * 4096, 4096, 4096, 4096 * 205, costs) == "dense"
+    assert tuning.choose("auto", 2, 2 * 4096, 4096, 4096, 4096 * 205, costs, cores=2) == "dot"
     # sparse activations: the sparse kernel
     assert tuning.choose("auto", 64, 64 * 40, 4096, 4096, 4096 * 41, costs) == "sparse"
     assert tuning.choose("blas", 1, 1, 10, 10, 1, costs) == "blas"
@@ -197,7 +201,7 @@ def test_path_choice():
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("path", ["sparse", "dense", "blas"])
+@pytest.mark.parametrize("path", ["sparse", "dense", "dot", "blas"])
 def test_every_kernel_keeps_the_model_dtype(dtype, path):
     # a mixed-type product would fall to SuiteSparse's slow generic kernels
     rng = np.random.default_rng(8)
@@ -243,17 +247,62 @@ def test_explicit_zeros_are_not_stored():
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("density", [0.02, 0.3, 1.0])
-def test_dense_kernel_rows_do_not_depend_on_the_batch(dtype, density):
-    # SuiteSparse rounds its vector and remainder loops differently; padded tiles hide that
+@pytest.mark.parametrize("kernel", ["dense", "dense-tiled", "dot"])
+def test_kernel_rows_do_not_depend_on_the_batch_or_threads(dtype, density, kernel, monkeypatch):
+    # SuiteSparse rounds its vector and remainder loops differently; padded tiles hide that.
+    # The dot kernel sums each dot product on one thread, however many the batch has.
     from gbdnn import kernels
 
+    if kernel == "dense-tiled":  # tiles of 32 rows: the 70 rows span three
+        monkeypatch.setattr(kernels, "DENSE_TILE_BYTES", 300 * 32 * np.dtype(dtype).itemsize)
+        assert kernels.tile_rows(300, 70, np.dtype(dtype).itemsize) == 32
+        kernel = "dense"
+    product = getattr(kernels, f"plus_times_{kernel}")
     rng = np.random.default_rng(5)
     w = (rng.normal(size=(300, 70)) * (rng.random((300, 70)) < density)).astype(dtype)
     wt = kernels.sparse_format(Matrix.from_dense(w.T.copy(), missing_value=0))
     x = rng.normal(size=(70, 300)).astype(dtype)
-    whole = kernels.plus_times_dense(Matrix.from_dense(x), wt).to_dense(dtype=dtype)
+    with kernels.batch_threads(2):
+        whole = product(Matrix.from_dense(x), wt).to_dense(dtype=dtype)
     unit = FP32 if dtype == "float32" else FP64
     assert (np.abs(whole - x.astype(np.float64) @ w) <= bound(x, [w], [None], unit)).all()
     for start, stop in [(0, 1), (3, 5), (10, 27), (20, 70), (69, 70), (1, 66)]:
-        part = kernels.plus_times_dense(Matrix.from_dense(x[start:stop]), wt)
+        with kernels.batch_threads(1):
+            part = product(Matrix.from_dense(x[start:stop]), wt)
         np.testing.assert_array_equal(part.to_dense(dtype=dtype), whole[start:stop])
+
+
+def test_tiles_fit_the_cache_and_are_aligned():
+    from gbdnn import kernels
+
+    assert kernels.tile_rows(4096, 4096, 4) == 64 and kernels.tile_rows(4096, 4096, 8) == 32
+    assert kernels.tile_rows(1024, 1024, 4) == kernels.DENSE_TILE_MAX
+    assert kernels.tile_rows(1 << 20, 10, 8) == kernels.DENSE_LANES
+    for shape in [(1, 1), (7, 3), (4096, 64)]:
+        a = kernels.aligned_zeros(*shape, np.float32)
+        assert a.shape == shape and a.flags.owndata and a.flags.c_contiguous
+        assert a.ctypes.data % kernels.ALIGNMENT == 0 and not a.any()
+    # SuiteSparse takes the memory without a copy and frees it itself
+    m = Matrix.ss.import_fullr(a, take_ownership=True)
+    assert m.nvals == 4096 * 64 and not a.flags.owndata
+
+
+@pytest.mark.parametrize("fmt", ["full", "bitmap", "sparse", "hypersparse", "empty"])
+@pytest.mark.parametrize("dtype", ["float32", "int32"])
+def test_dense_rows_fills_missing_entries_with_zeros(fmt, dtype):
+    from gbdnn import kernels
+
+    rng = np.random.default_rng(11)
+    x = (rng.normal(size=(9, 40)) * 10).astype(dtype)
+    if fmt != "full":
+        x[
+            rng.random(x.shape) < (1.0 if fmt == "empty" else 0.95 if fmt == "hypersparse" else 0.6)
+        ] = 0
+    m = Matrix.from_dense(x, missing_value=None if fmt == "full" else 0)
+    if fmt in ("bitmap", "sparse", "hypersparse"):
+        m.ss.config["sparsity_control"] = fmt
+    names = {"full": "fullr", "bitmap": "bitmapr", "sparse": "csr", "hypersparse": "hypercsr"}
+    assert fmt == "empty" or m.ss.format == names[fmt]
+    got = kernels.dense_rows(m, np.dtype(np.float32))
+    assert got.dtype == np.float32 and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, x.astype(np.float32))

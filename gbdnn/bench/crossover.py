@@ -4,7 +4,9 @@ Every grid point is a layer ``Y = X W`` with ``W`` (in x out) at a weight
 sparsity (entries zeroed uniformly at random), ``X`` (batch x in) dense or
 ReLU-like (a fraction of zeros), and a value type. For every implementation
 the setup (conversions, formats) is untimed; the call is warmed up once, then
-repeated until ``budget`` seconds or ``max_repeats``; the median and the
+repeated until ``budget`` seconds or ``max_repeats``, whichever comes first,
+but for at least ``min_seconds`` (sub-millisecond calls get hundreds of
+repeats, their medians are otherwise noise); the median and the
 interquartile range are kept. The result is checked against a float64 NumPy
 reference after timing: relative error below 1e-10 (FP64), 1e-4 (FP32) or
 0.1 (int8, a quantized result).
@@ -60,6 +62,7 @@ class Grid:
     dtypes: tuple[str, ...] = ("float32", "float64", "int8")
     budget: float = 0.5
     max_repeats: int = 10
+    min_seconds: float = 0.05
     seed: int = 0
     implementations: tuple[str, ...] | None = field(default=None)
 
@@ -98,11 +101,14 @@ def _data(shape, batch, sparsity, activation, seed):
     return w, x
 
 
-def _time(run, budget: float, max_repeats: int):
+def _time(run, budget: float, max_repeats: int, min_seconds: float):
     out = run()  # warm-up, not timed
     times = []
     start = time.perf_counter()
-    while len(times) < max_repeats and (not times or time.perf_counter() - start < budget):
+    while not times or (
+        (elapsed := time.perf_counter() - start) < budget
+        and (len(times) < max_repeats or elapsed < min_seconds)
+    ):
         t0 = time.perf_counter()
         out = run()
         times.append(time.perf_counter() - t0)
@@ -196,7 +202,7 @@ def run_grid(
                 cache[data_key][dtype] = conversion_seconds(x, dtype)
             convert = cache[data_key][dtype]
             run, to_dense, nbytes = prepare(w, x, dtype)
-            out, median, iqr, repeats = _time(run, grid.budget, grid.max_repeats)
+            out, median, iqr, repeats = _time(run, grid.budget, grid.max_repeats, grid.min_seconds)
             got = to_dense(out).astype(np.float64)
             err = float(np.linalg.norm(got - ref) / max(np.linalg.norm(ref), 1e-300))
             row = {

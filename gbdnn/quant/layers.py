@@ -70,10 +70,10 @@ class QuantizedLinear(Product, Layer):
     weight_zero_point, bits, input_bits, symmetric, per_channel
         Kept for storage and description.
     name : str, optional
-    path : {"auto", "sparse", "dense", "blas"}, default "auto"
+    path : {"auto", "sparse", "dense", "dot", "blas"}, default "auto"
         Which kernel computes ``ACC`` (see :mod:`gbdnn.tuning`). Every kernel
-        gives the same, exact integers: ``"sparse"`` and ``"dense"`` sum in
-        the integer accumulator; ``"blas"`` multiplies the integers as FP32
+        gives the same, exact integers: ``"sparse"``, ``"dense"`` and
+        ``"dot"`` sum in the integer accumulator; ``"blas"`` multiplies the integers as FP32
         (or FP64) numbers, exact because the overflow bound keeps every
         partial sum below 2^24 (2^53); without such a bound there is no
         ``"blas"``.
@@ -151,21 +151,21 @@ class QuantizedLinear(Product, Layer):
     def quantize_input(self, z: Matrix) -> Matrix:
         """``X_q = clip(round(X / s_x), q_min, q_max)`` as integers, zeros dropped."""
         lo, hi = self.input_range
-        q = z.apply(binary.truediv, right=self.input_scale).new(nthreads=1)
-        q(nthreads=1) << q.apply(unary.round)
-        q(nthreads=1) << q.apply(binary.min, right=np.float32(hi))
-        q(nthreads=1) << q.apply(binary.max, right=np.float32(lo))
+        q = z.apply(binary.truediv, right=self.input_scale).new()
+        q << q.apply(unary.round)
+        q << q.apply(binary.min, right=np.float32(hi))
+        q << q.apply(binary.max, right=np.float32(lo))
         # X_q<X_q != 0> : rounding to zero leaves nothing to multiply
-        return select.valuene(q, 0).new(dtype=self.acc_type, nthreads=1)
+        return select.valuene(q, 0).new(dtype=self.acc_type)
 
     def _rescale(self, acc: Matrix) -> Matrix:
         """``Z = float32(ACC) * m``."""
         z = acc.dup(dtype=_FP32.graphblas)
         if self.multiplier.size == 1:
-            z(nthreads=1) << z.apply(binary.times, right=self.multiplier[0])
+            z << z.apply(binary.times, right=self.multiplier[0])
         else:
             # Z = Z (+.*) diag(m): one product per entry
-            z(nthreads=1) << z.mxm(Vector.from_dense(self.multiplier).diag(), semiring.plus_times)
+            z << z.mxm(Vector.from_dense(self.multiplier).diag(), semiring.plus_times)
         return z
 
     def _product(self, z: Matrix) -> Matrix:
