@@ -40,6 +40,11 @@ class Layer:
         """Width of the output for an input of ``in_features`` columns."""
         return in_features
 
+    def row_seconds(self) -> float:
+        """Estimated seconds of one dense row that batch threads can share (see
+        :func:`gbdnn.runner.run`); element-wise layers count as none."""
+        return 0.0
+
     def stage(self, following: Layer | None = None) -> tuple[runner.Stage, int]:
         """The GraphBLAS function of this layer, and how many layers it consumes.
 
@@ -64,6 +69,7 @@ class Layer:
             out_features=out,
             max_width=max(width, out),
             vtype=self._run_type(x),
+            row_seconds=self.row_seconds(),
             **kwargs,
         )
 
@@ -160,6 +166,16 @@ class Product:
 
     def output_width(self, in_features: int) -> int:
         return self._stored.ncols
+
+    def row_seconds(self) -> float:
+        """None when a dense batch goes to BLAS, which uses every core itself (and
+        would read the whole weight once per batch); else the dense kernel's work."""
+        w = self._stored
+        rows = 64  # a typical batch per thread
+        kind = tuning.choose(
+            self.path, rows, rows * w.nrows, w.nrows, w.ncols, w.nvals, kernels=self._kernels
+        )
+        return 0.0 if kind == "blas" else tuning.current_costs().dense_mac * w.nvals
 
     def product(self, z: Matrix) -> Matrix:
         """``Z W`` by the kernel the layer's ``path`` picks for this batch."""

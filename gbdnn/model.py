@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from . import runner, tuning
+from . import runner
 from .convert import ArrayLike
 from .errors import DTypeError, GbdnnError, ShapeError
 from .layers import Layer
@@ -134,7 +134,7 @@ class Sequential:
             output=output,
             check_finite=check_finite,
             progress=progress,
-            row_seconds=self.nnz * tuning.current_costs().dense_mac,
+            row_seconds=sum(layer.row_seconds() for layer in self.layers),
         )
 
     __call__ = predict

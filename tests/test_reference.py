@@ -306,3 +306,16 @@ def test_dense_rows_fills_missing_entries_with_zeros(fmt, dtype):
     got = kernels.dense_rows(m, np.dtype(np.float32))
     assert got.dtype == np.float32 and got.flags.c_contiguous
     np.testing.assert_array_equal(got, x.astype(np.float32))
+
+
+def test_blas_layers_run_as_one_batch():
+    # BLAS uses every core itself; two batches would read the whole weight twice
+    rng = np.random.default_rng(12)
+    dense = gbdnn.Linear(rng.normal(size=(512, 512)))
+    sparse = gbdnn.Linear(rng.normal(size=(512, 512)) * (rng.random((512, 512)) < 0.02))
+    assert dense.row_seconds() == 0.0 and gbdnn.ReLU().row_seconds() == 0.0
+    assert sparse.row_seconds() == pytest.approx(
+        gbdnn.tuning.current_costs().dense_mac * sparse.nnz
+    )
+    model = gbdnn.Sequential([sparse, gbdnn.ReLU(), dense])
+    assert sum(layer.row_seconds() for layer in model) == sparse.row_seconds()
