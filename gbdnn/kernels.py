@@ -37,8 +37,18 @@ DENSE_LANES = 16
 ALIGNMENT = 64
 _BLAS_LOCK = threading.Lock()
 _LOCAL = threading.local()
-_LIBC = ctypes.CDLL(None)
-_LIBC.posix_memalign.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t, ctypes.c_size_t]
+
+
+def _posix_memalign():
+    try:
+        memalign = ctypes.CDLL(None).posix_memalign
+    except (OSError, TypeError, AttributeError):  # no POSIX C library (Windows)
+        return None
+    memalign.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t, ctypes.c_size_t]
+    return memalign
+
+
+_MEMALIGN = _posix_memalign()
 
 
 def aligned_zeros(nrows: int, ncols: int, dtype: np.dtype) -> np.ndarray:
@@ -49,12 +59,14 @@ def aligned_zeros(nrows: int, ncols: int, dtype: np.dtype) -> np.ndarray:
     only; ``bench/README.md``). The memory comes from ``posix_memalign`` and
     is owned by the array (freed by ``free``, as SuiteSparse frees what it
     is given), so ``Matrix.ss.import_fullr(..., take_ownership=True)`` takes
-    it without a copy.
+    it without a copy. Without ``posix_memalign`` (not POSIX): ``numpy.zeros``.
     """
     dtype = np.dtype(dtype)
+    if _MEMALIGN is None:
+        return np.zeros((nrows, ncols), dtype)
     size = nrows * ncols
     pointer = ctypes.c_void_p()
-    if _LIBC.posix_memalign(ctypes.byref(pointer), ALIGNMENT, max(size * dtype.itemsize, 1)):
+    if _MEMALIGN(ctypes.byref(pointer), ALIGNMENT, max(size * dtype.itemsize, 1)):
         raise MemoryError(f"cannot allocate a {nrows} x {ncols} {dtype} tile")
     array = claim_buffer_2d(ffi, ffi.cast("void*", pointer.value), size, nrows, ncols, dtype, True)
     array.fill(0)

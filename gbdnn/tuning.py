@@ -12,7 +12,7 @@ call (``*_call``; per tile for the dense kernel, see
               whole tiles.
 ``"dot"``     :func:`gbdnn.kernels.plus_times_dot`, ``W' X'`` as dot products
               of rows: ``dot_mac * b nnz(W) / cores``, over the cores the
-              batch has; for one to a few rows.
+              batch has; for batches of at most ``DOT_MAX_ROWS`` rows.
 ``"blas"``    :func:`gbdnn.kernels.plus_times_blas`, NumPy's dense BLAS:
               ``(blas_mac * b + blas_weight) * in * out``; ``blas_weight`` is
               reading the dense weight once per call, what dominates a small
@@ -54,6 +54,10 @@ KERNELS = ("sparse", "dense", "dot", "blas")
 PATHS = ("auto", *KERNELS)
 #: Rows per batch of the dot kernel's calibration.
 DOT_ROWS = 2
+#: The dot kernel is for batches of at most this many rows: it computes every one
+#: of the ``b x out`` dot products, stored weights or not (64 rows through a
+#: 1024x1024 layer at 99.9 % sparsity took 3x the sparse kernel's time).
+DOT_MAX_ROWS = 4
 
 
 @dataclass(frozen=True)
@@ -106,7 +110,9 @@ def estimates(
     return {
         "sparse": c.sparse_call + c.sparse_mac * nnz_x * nnz_w / max(n_in, 1),
         "dense": c.dense_call * tiles + c.dense_mac * padded_width(nrows) * nnz_w,
-        "dot": c.dot_call + c.dot_mac * nrows * nnz_w / cores,
+        "dot": c.dot_call + c.dot_mac * nrows * nnz_w / cores
+        if nrows <= DOT_MAX_ROWS
+        else float("inf"),
         "blas": c.blas_call + (c.blas_mac * nrows + c.blas_weight) * n_in * n_out,
     }
 

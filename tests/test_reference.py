@@ -193,6 +193,9 @@ def test_path_choice():
     assert tuning.choose("auto", 1, 4096, 4096, 4096, 4096 * 410, costs) == "dot"
     assert tuning.choose("auto", 2, 2 * 4096, 4096, 4096, 4096 * 205, costs) == "dense"
     assert tuning.choose("auto", 2, 2 * 4096, 4096, 4096, 4096 * 205, costs, cores=2) == "dot"
+    # never for larger batches: it computes every output entry, stored weights or not
+    assert tuning.estimates(5, 5 * 1024, 1024, 1024, 1, costs)["dot"] == float("inf")
+    assert tuning.choose("auto", 64, 64 * 1024, 1024, 1024, 1049, costs, cores=2) != "dot"
     # sparse activations: the sparse kernel
     assert tuning.choose("auto", 64, 64 * 40, 4096, 4096, 4096 * 41, costs) == "sparse"
     assert tuning.choose("blas", 1, 1, 10, 10, 1, costs) == "blas"
@@ -285,6 +288,14 @@ def test_tiles_fit_the_cache_and_are_aligned():
     # SuiteSparse takes the memory without a copy and frees it itself
     m = Matrix.ss.import_fullr(a, take_ownership=True)
     assert m.nvals == 4096 * 64 and not a.flags.owndata
+
+
+def test_tiles_without_posix_memalign(monkeypatch):
+    from gbdnn import kernels
+
+    monkeypatch.setattr(kernels, "_MEMALIGN", None)  # as on Windows
+    a = kernels.aligned_zeros(5, 3, np.float64)
+    assert a.shape == (5, 3) and a.dtype == np.float64 and a.flags.owndata and not a.any()
 
 
 @pytest.mark.parametrize("fmt", ["full", "bitmap", "sparse", "hypersparse", "empty"])
