@@ -130,3 +130,41 @@ def test_timing_repeats_fast_calls_for_a_minimum_time():
     # slow calls stop at max_repeats once min_seconds has passed, or at the budget
     assert _time(slow, 1.0, 3, 0.0)[3] == 3
     assert _time(slow, 0.025, 100, 1.0)[3] <= 4
+
+
+def test_kernel_picks_replays_the_automatic_choice(tmp_path, tiny):
+    import dataclasses
+
+    import kernel_picks
+    import numpy as np
+
+    from gbdnn import tuning
+    from gbdnn.bench.crossover import _data
+    from gbdnn.runner import available_cores
+
+    grid = dataclasses.replace(
+        tiny,
+        dtypes=("float32",),
+        implementations=("gbdnn", "gbdnn sparse kernel", "gbdnn dense kernel"),
+    )
+    run_grid(grid, tmp_path, progress=False)
+    rows = kernel_picks.picks(str(tmp_path / "crossover.csv"))
+    assert len(rows) == 2 * 2
+    for r in rows:
+        shape, batch, activation, sparsity = r["point"]
+        n_in, n_out = (int(v) for v in shape.split("x"))
+        w, x = _data((n_in, n_out), batch, sparsity, activation, grid.seed)
+        # three rows are one batch with every core: the cost model's own answer
+        expected = tuning.choose(
+            "auto",
+            batch,
+            np.count_nonzero(x),
+            n_in,
+            n_out,
+            np.count_nonzero(w),
+            cores=available_cores(),
+        )
+        assert r["picked"] == {expected: 1}
+        assert r["ratio"] > 0 and r["by"] == (
+            "own times" if expected in ("sparse", "dense") else "direct timing"
+        )

@@ -1,0 +1,95 @@
+"""Which kernel gbdnn's automatic choice took at each FP32 point of a crossover grid.
+
+The grid times the automatic choice and the sparse and dense kernels alone in
+separate runs; on shared machines the same kernel timed twice differs by up to
+1.4x, so comparing those runs judges the noise as much as the choice. This
+script replays each point (same data, same seed, this machine's costs) and
+records the kernel the cost model picked for every batch, then judges a sparse
+or dense pick by the kernels' own times from the grid. Dot and BLAS picks
+(kernels the grid does not time alone) are reported by the direct timing.
+
+    python bench/kernel_picks.py bench/results/default/crossover.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter, defaultdict
+from unittest import mock
+
+from gbdnn import tuning
+from gbdnn.bench import DEFAULT_GRID, load_rows
+from gbdnn.bench.crossover import _data
+from gbdnn.bench.peers import gbdnn_float
+
+
+def _picked(run) -> Counter:
+    """The kernels the cost model picks while ``run`` runs, one count per product."""
+    choose, kinds = tuning.choose, Counter()
+
+    def spy(*args, **kwargs):
+        kind = choose(*args, **kwargs)
+        if "cores" in kwargs:  # a product's choice (not the runner's estimate)
+            kinds[kind] += 1
+        return kind
+
+    with mock.patch.object(tuning, "choose", spy):
+        run()
+    return kinds
+
+
+def picks(csv_path: str) -> list[dict]:
+    """One dict per FP32 point: the kernels picked and the times to judge them by."""
+    times: dict[tuple, dict[str, float]] = defaultdict(dict)
+    for r in load_rows(csv_path):
+        if r["dtype"] == "float32":
+            key = (r["shape"], r["batch"], r["activation"], r["sparsity"])
+            times[key][r["implementation"]] = r["median_s"]
+    out = []
+    for (shape, batch, activation, sparsity), t in sorted(times.items()):
+        n_in, n_out = (int(v) for v in shape.split("x"))
+        w, x = _data((n_in, n_out), batch, sparsity, activation, DEFAULT_GRID.seed)
+        kinds = _picked(gbdnn_float(w, x, "float32")[0])
+        alone = {k: t[f"gbdnn {k} kernel"] for k in ("sparse", "dense")}
+        best = min(alone, key=alone.get)
+        (kind,) = kinds if len(kinds) == 1 else (None,)
+        judged = alone.get(kind)
+        out.append(
+            {
+                "point": (shape, batch, activation, sparsity),
+                "picked": dict(kinds),
+                "faster": best,
+                "ratio": (judged if judged is not None else t["gbdnn"]) / alone[best],
+                "by": "own times" if judged is not None else "direct timing",
+            }
+        )
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("csv", help="crossover.csv of a grid run")
+    parser.add_argument("--limit", type=float, default=1.10, help="report points over this ratio")
+    args = parser.parse_args()
+    rows = picks(args.csv)
+    by_kind = Counter(next(iter(r["picked"])) if len(r["picked"]) == 1 else "mixed" for r in rows)
+    own = [r for r in rows if r["by"] == "own times"]
+    print(f"{len(rows)} FP32 points; picks: {dict(by_kind)}")
+    print(
+        f"sparse/dense picks judged by the kernels' own times: {len(own)}, "
+        f"{sum(r['ratio'] <= args.limit for r in own)} within {args.limit:.2f}x of the faster"
+    )
+    print("| shape | batch | input zeros | weight sparsity | picked | / faster kernel | by |")
+    print("| --- | ---: | ---: | ---: | --- | ---: | --- |")
+    for r in rows:
+        if r["ratio"] > args.limit:
+            shape, batch, act, sp = r["point"]
+            picked = ", ".join(f"{k} x{n}" if n > 1 else k for k, n in r["picked"].items())
+            print(
+                f"| {shape} | {batch} | {100 * act:.0f} % | {100 * sp:g} % | {picked} "
+                f"| {r['ratio']:.2f} ({r['faster']}) | {r['by']} |"
+            )
+
+
+if __name__ == "__main__":
+    main()
