@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_commands.add_parser(
         "calibrate",
         help="measure this machine's kernel costs for gbdnn's path choice",
-        description="Measure the costs of gbdnn's sparse, dense and BLAS kernels on this "
+        description="Measure the costs of gbdnn's sparse, dense, dot and BLAS kernels on this "
         "machine (see gbdnn.tuning) and cache them for the per-layer kernel choice.",
     )
     return parser
