@@ -4,11 +4,12 @@ The rows of the input are cut into batches; each batch is converted to
 GraphBLAS, pushed through every stage and written into the result, so memory
 is bounded by ``threads`` batches in flight plus the result itself. Batches run
 in a thread pool (GraphBLAS releases the GIL), each GraphBLAS call on one
-thread (:func:`gbdnn.kernels.batch_threads`); an input that is one batch has
-every core to itself, which only the kernels whose sums do not depend on the
-thread count use. A row's result does not depend on the other rows of its
-batch: with a fixed kernel (see :mod:`gbdnn.tuning`) results are
-bit-identical for any ``batch_size`` and ``threads``.
+thread (:func:`gbdnn.kernels.batch_threads`); a batch that runs alone (small
+inputs run batch after batch) has every core to itself, which only the kernels
+whose sums do not depend on the thread count use. A row's result does not
+depend on the other rows of its batch: with a fixed kernel (see
+:mod:`gbdnn.tuning`) results are bit-identical for any ``batch_size`` and
+``threads``.
 """
 
 from __future__ import annotations
@@ -98,8 +99,9 @@ def run(
     """Run ``stages`` on the rows of ``x``; see :meth:`gbdnn.Sequential.predict`.
 
     ``row_seconds`` estimates the work of one row: an input with less than
-    ``PARALLEL_MIN_SECONDS`` of work in all runs as one batch (with every
-    core to itself), where splitting it would cost more than it saves.
+    ``PARALLEL_MIN_SECONDS`` of work in all runs on one thread, batch after
+    batch (one batch unless ``batch_size`` asks for more), each batch with
+    every core to itself, where batch threads would cost more than they save.
     """
     family = family_of(x, "X")
     if output not in _OUTPUTS:
@@ -117,9 +119,10 @@ def run(
         x = x.tocsr()  # row slicing needs CSR; no copy if it already is
 
     nrows = x.shape[0]
-    small = nrows * row_seconds < PARALLEL_MIN_SECONDS
-    batches = plan_batches(nrows, batch_size, 1 if small else threads)
-    cores = threads if len(batches) == 1 else 1
+    workers = 1 if nrows * row_seconds < PARALLEL_MIN_SECONDS else threads
+    batches = plan_batches(nrows, batch_size, workers)
+    # a batch that runs alone has every core to itself
+    cores = threads if workers == 1 or len(batches) == 1 else 1
     dense = np.zeros((nrows, out_features), vtype.numpy) if out_family == "numpy" else None
     bar = tqdm(total=nrows, unit="row", leave=False) if progress else None
 
@@ -136,10 +139,10 @@ def run(
         return z if dense is None else None
 
     try:
-        if threads == 1 or len(batches) <= 1:
+        if workers == 1 or len(batches) <= 1:
             parts = [one_batch(b) for b in batches]
         else:
-            parts = list(_pool(threads).map(one_batch, batches))
+            parts = list(_pool(workers).map(one_batch, batches))
     finally:
         if bar is not None:
             bar.close()

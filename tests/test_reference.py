@@ -330,3 +330,38 @@ def test_blas_layers_run_as_one_batch():
     )
     model = gbdnn.Sequential([sparse, gbdnn.ReLU(), dense])
     assert sum(layer.row_seconds() for layer in model) == sparse.row_seconds()
+
+
+def test_small_inputs_run_batch_after_batch_with_every_core():
+    import threading
+
+    from gbdnn import kernels, runner
+    from gbdnn.dtypes import value_type
+
+    seen = []
+
+    def stage(z):
+        seen.append((threading.get_ident(), kernels.batch_cores()))
+        return z
+
+    def run(row_seconds):
+        seen.clear()
+        runner.run(
+            [stage],
+            np.ones((6, 3)),
+            in_features=3,
+            out_features=3,
+            max_width=3,
+            vtype=value_type("float32"),
+            batch_size=2,
+            threads=2,
+            row_seconds=row_seconds,
+        )
+        return seen
+
+    # little work: three batches one after another on the caller's thread, each with both cores
+    assert run(0.0) == [(threading.get_ident(), 2)] * 3
+    # enough work: batch threads, one core per batch
+    busy = run(1.0)
+    assert len(busy) == 3 and {cores for _, cores in busy} == {1}
+    assert threading.get_ident() not in {ident for ident, _ in busy}
