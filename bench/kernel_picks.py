@@ -71,7 +71,12 @@ def main() -> None:
     parser.add_argument("csv", help="crossover.csv of a grid run")
     parser.add_argument("--limit", type=float, default=1.10, help="report points over this ratio")
     args = parser.parse_args()
-    rows = picks(args.csv)
+    try:
+        rows = picks(args.csv)
+    except (OSError, KeyError, ValueError) as e:  # missing, unreadable or not a grid CSV
+        parser.error(f"cannot read a crossover grid from {args.csv}: {e}")
+    if not rows:
+        parser.error(f"{args.csv} holds no FP32 grid point")
     by_kind = Counter(next(iter(r["picked"])) if len(r["picked"]) == 1 else "mixed" for r in rows)
     own = [r for r in rows if r["by"] == "own times"]
     print(f"{len(rows)} FP32 points; picks: {dict(by_kind)}")
