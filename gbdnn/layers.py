@@ -20,6 +20,7 @@ from graphblas import Matrix, select
 from . import kernels, runner, tuning
 from .convert import ArrayLike, family_of, to_matrix, to_vector
 from .dtypes import ValueType, value_type
+from .errors import ShapeError
 
 
 class Layer:
@@ -121,7 +122,8 @@ class Product:
 
     Keeps the weights ``W`` (CSR) and builds, on first use and once, the
     copies the other kernels need: ``W'`` for the dense and dot kernels and a dense
-    NumPy array for BLAS.
+    NumPy array for BLAS. ``W`` is only replaced through :meth:`_set_stored`,
+    which drops those copies: changing ``W`` in place would leave them stale.
     """
 
     def _init_product(self, weight: Matrix, blas_dtype: np.dtype | None, path: str) -> None:
@@ -129,11 +131,18 @@ class Product:
         no_blas = tuple(k for k in tuning.KERNELS if k != "blas")
         self._kernels = no_blas if blas_dtype is None else tuning.KERNELS
         self.path = path
-        self._stored = kernels.sparse_format(weight)
         self._blas_dtype = blas_dtype
         self._lock = threading.Lock()
-        self._transposed: Matrix | None = None
-        self._dense: np.ndarray | None = None
+        self._set_stored(weight)
+
+    def _set_stored(self, weight: Matrix) -> None:
+        """Make ``weight`` the layer's ``W`` and forget the copies made of the old one."""
+        with self._lock:
+            self._stored = kernels.sparse_format(weight)
+            # (rows, columns, entries) of W, read on every batch
+            self._dims = (*weight.shape, kernels.nvals(weight))
+            self._transposed: Matrix | None = None
+            self._dense: np.ndarray | None = None
 
     @property
     def path(self) -> str:
@@ -162,7 +171,7 @@ class Product:
     @property
     def nnz(self) -> int:
         """Number of stored weights."""
-        return self._stored.nvals
+        return self._dims[2]
 
     def output_width(self, in_features: int) -> int:
         return self._stored.ncols
@@ -170,28 +179,23 @@ class Product:
     def row_seconds(self) -> float:
         """None when a dense batch goes to BLAS, which uses every core itself (and
         would read the whole weight once per batch); else the dense kernel's work."""
-        w = self._stored
+        n_in, n_out, nnz = self._dims
         rows = 64  # a typical batch per thread
-        kind = tuning.choose(
-            self.path, rows, rows * w.nrows, w.nrows, w.ncols, w.nvals, kernels=self._kernels
-        )
-        return 0.0 if kind == "blas" else tuning.current_costs().dense_mac * w.nvals
+        kind = tuning.choose(self.path, rows, rows * n_in, n_in, n_out, nnz, kernels=self._kernels)
+        return 0.0 if kind == "blas" else tuning.current_costs().dense_mac * nnz
 
     def product(self, z: Matrix) -> Matrix:
         """``Z W`` by the kernel the layer's ``path`` picks for this batch."""
-        w = self._stored
         kind = tuning.choose(
             self.path,
-            z.nrows,
-            z.nvals,
-            w.nrows,
-            w.ncols,
-            w.nvals,
+            z.shape[0],
+            kernels.nvals(z),
+            *self._dims,
             kernels=self._kernels,
             cores=kernels.batch_cores(),
         )
         if kind == "sparse":
-            return kernels.plus_times(z, w)
+            return kernels.plus_times(z, self._stored)
         if kind == "dense":
             return kernels.plus_times_dense(z, self._weight_t())
         if kind == "dot":
@@ -223,7 +227,8 @@ class Linear(Product, Layer):
     Attributes
     ----------
     weight : graphblas.Matrix
-        The weights, zeros dropped.
+        The weights, zeros dropped; read-only (replace them with
+        :meth:`set_weight`, never modify them in place).
     bias : numpy.ndarray or None
         The bias, one entry per output feature.
 
@@ -247,10 +252,36 @@ class Linear(Product, Layer):
     ) -> None:
         self.name = check_name(name)
         self.dtype = value_type(dtype)
-        self.weight = to_matrix(weight, self.dtype, "weight", drop_zeros=True)
-        self.in_features, self.out_features = self.weight.nrows, self.weight.ncols
+        w = to_matrix(weight, self.dtype, "weight", drop_zeros=True)
+        self.in_features, self.out_features = w.shape
         self.bias = None if bias is None else to_vector(bias, self.out_features, self.dtype, "bias")
-        self._init_product(self.weight, self.dtype.numpy, path)
+        self._init_product(w, self.dtype.numpy, path)
+
+    @property
+    def weight(self) -> Matrix:
+        """The weights ``W``, ``(in_features, out_features)``, zeros dropped (read-only)."""
+        return self._stored
+
+    def set_weight(self, weight: ArrayLike) -> None:
+        """Replace the weights by ``weight`` of the same shape (e.g. after pruning).
+
+        Parameters
+        ----------
+        weight : numpy.ndarray, scipy.sparse matrix or graphblas.Matrix
+            Shape ``(in_features, out_features)``; zeros are not stored, the
+            caller's object is copied, never kept.
+
+        Raises
+        ------
+        ShapeError
+            If the shape differs from the layer's.
+        """
+        family_of(weight, "weight")
+        shape = (self.in_features, self.out_features)
+        if tuple(weight.shape) != shape:
+            raise ShapeError(f"weight must have shape {shape}, got {tuple(weight.shape)}")
+        # a new matrix even for a GraphBLAS input: dropping zeros copies
+        self._set_stored(to_matrix(weight, self.dtype, "weight", drop_zeros=True))
 
     def _run_type(self, x: ArrayLike) -> ValueType:
         return self.dtype

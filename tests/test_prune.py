@@ -174,6 +174,38 @@ def test_models_layer_by_layer_with_exclusions():
     np.testing.assert_allclose(model(x), gbdnn.Sequential(list(model))(x), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("path", ["sparse", "dense", "dot", "blas"])
+def test_inplace_pruning_after_inference_uses_the_new_weights(path):
+    # every kernel's copy of W (W', dense W) is built on first use: pruning in
+    # place afterwards must not leave the layer computing with the old weights
+    rng = np.random.default_rng(3)
+    w = rng.normal(size=(64, 48))
+    x = rng.normal(size=(2 if path == "dot" else 40, 64))
+    model = gbdnn.Sequential([gbdnn.Linear(w, dtype="float64", path=path)])
+    np.testing.assert_allclose(model(x), x @ w, rtol=1e-12, atol=1e-12)
+    magnitude_prune(model, 0.9, inplace=True)
+    pruned = model[0].weight.to_dense(fill_value=0)
+    assert model[0].nnz == np.count_nonzero(pruned) == round(0.1 * w.size)
+    np.testing.assert_allclose(model(x), x @ pruned, rtol=1e-12, atol=1e-12)
+
+
+def test_set_weight_checks_shape_copies_and_weight_is_read_only():
+    rng = np.random.default_rng(4)
+    layer = gbdnn.Linear(rng.normal(size=(8, 6)), dtype="float64", path="dense")
+    x = rng.normal(size=(5, 8))
+    layer(x)  # builds W' for the dense kernel
+    new = gb.Matrix.from_dense(np.triu(rng.normal(size=(8, 6))), missing_value=0)
+    layer.set_weight(new)
+    assert layer.weight is not new and layer.nnz == new.nvals
+    np.testing.assert_allclose(layer(x), x @ new.to_dense(fill_value=0), rtol=1e-12)
+    new[0, 0] = 100.0  # the caller's matrix is not the layer's
+    assert layer.weight[0, 0].new().value != 100.0
+    with pytest.raises(gbdnn.ShapeError, match=r"weight must have shape \(8, 6\)"):
+        layer.set_weight(np.ones((6, 8)))
+    with pytest.raises(AttributeError):
+        layer.weight = new
+
+
 def test_cubic_schedule_formula():
     s = CubicSchedule(0.9, initial=0.1, begin_step=10, n_steps=4, frequency=5)
     assert s(0) == pytest.approx(0.1) and s(10) == pytest.approx(0.1)

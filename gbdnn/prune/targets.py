@@ -138,7 +138,7 @@ class Target:
         for slot, w in zip(self.slots, new_weights, strict=True):
             old = layers[slot.key]
             if inplace:
-                _write(old.weight, w, inplace=True)
+                old.set_weight(sp.csr_array(w))
             else:
                 layers[slot.key] = Linear(
                     sp.csr_array(w), old.bias, dtype=old.dtype.name, name=old.name

@@ -141,9 +141,13 @@ class QuantizedLinear(Product, Layer):
             dtype=self.acc_type,
         )
         self._init_product(weight_int, blas if self.acc_bound < 2**53 else None, path)
-        self.weight_int = self._stored
         # m(j) = float32(s_x * s_w(j))
         self.multiplier = (self.input_scale * self.weight_scale).astype(np.float32)
+
+    @property
+    def weight_int(self) -> Matrix:
+        """The integer weights ``W_c``, ``(in, out)``, zeros dropped (read-only)."""
+        return self._stored
 
     def _run_type(self, x: Any) -> Any:
         return _FP32
