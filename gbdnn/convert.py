@@ -17,6 +17,7 @@ from graphblas import Matrix, monoid, select, unary
 
 from .dtypes import ValueType, check_real_dtype
 from .errors import DTypeError, NonFiniteError, ShapeError
+from .kernels import nvals, sum_values
 
 ArrayLike = np.ndarray | sp.spmatrix | sp.sparray | Matrix
 Family = Literal["numpy", "scipy", "graphblas"]
@@ -41,10 +42,9 @@ def family_of(x: object, name: str = "X") -> Family:
 
 def check_finite_matrix(m: Matrix, name: str) -> None:
     """Raise :class:`NonFiniteError` if a floating-point ``m`` stores NaN or Inf."""
-    if m.dtype.np_type.kind == "f" and m.nvals:
+    if m.dtype.np_type.kind == "f" and nvals(m):
         # a NaN or Inf entry makes the sum non-finite; a finite sum proves there is none
-        total = m.reduce_scalar(monoid.plus).new().value
-        if np.isfinite(total):
+        if np.isfinite(sum_values(m)):
             return
         # the sum may just overflow: ok = AND over stored entries of isfinite(m(i,j))
         ok = m.apply(unary.isfinite).new().reduce_scalar(monoid.land).new()

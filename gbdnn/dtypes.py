@@ -73,7 +73,5 @@ def value_type(dtype: object) -> ValueType:
 
 def check_real_dtype(dtype: np.dtype, name: str) -> None:
     """Raise :class:`DTypeError` unless ``dtype`` is a real number or bool type."""
-    if not (np.issubdtype(dtype, np.number) or dtype == np.bool_) or np.issubdtype(
-        dtype, np.complexfloating
-    ):
+    if np.dtype(dtype).kind not in "biuf":  # bool, signed, unsigned, floating
         raise DTypeError(f"{name} has dtype {dtype}, which is not a real number type")

@@ -70,7 +70,7 @@ class Layer:
             out_features=out,
             max_width=max(width, out),
             vtype=self._run_type(x),
-            row_seconds=self.row_seconds(),
+            row_seconds=self.row_seconds,
             **kwargs,
         )
 

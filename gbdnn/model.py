@@ -75,6 +75,11 @@ class Sequential:
         """Total number of stored weights (the challenge's sum of nnz(W))."""
         return sum(layer.nnz for layer in self.layers)
 
+    def row_seconds(self) -> float:
+        """Estimated seconds of one dense row that batch threads can share (the sum
+        over the layers; see :func:`gbdnn.runner.run`)."""
+        return sum(layer.row_seconds() for layer in self.layers)
+
     def predict(
         self,
         x: ArrayLike,
@@ -134,7 +139,7 @@ class Sequential:
             output=output,
             check_finite=check_finite,
             progress=progress,
-            row_seconds=sum(layer.row_seconds() for layer in self.layers),
+            row_seconds=self.row_seconds,
         )
 
     __call__ = predict

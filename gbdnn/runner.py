@@ -94,11 +94,12 @@ def run(
     output: Output = "auto",
     check_finite: bool = True,
     progress: bool = False,
-    row_seconds: float = 0.0,
+    row_seconds: Callable[[], float] = float,
 ) -> ArrayLike:
     """Run ``stages`` on the rows of ``x``; see :meth:`gbdnn.Sequential.predict`.
 
-    ``row_seconds`` estimates the work of one row: an input with less than
+    ``row_seconds()`` estimates the work of one row (asked only for inputs of
+    more than one row): an input with less than
     ``PARALLEL_MIN_SECONDS`` of work in all runs on one thread, batch after
     batch (one batch unless ``batch_size`` asks for more), each batch with
     every core to itself, where batch threads would cost more than they save.
@@ -119,7 +120,7 @@ def run(
         x = x.tocsr()  # row slicing needs CSR; no copy if it already is
 
     nrows = x.shape[0]
-    workers = 1 if nrows * row_seconds < PARALLEL_MIN_SECONDS else threads
+    workers = 1 if nrows <= 1 or nrows * row_seconds() < PARALLEL_MIN_SECONDS else threads
     batches = plan_batches(nrows, batch_size, workers)
     # a batch that runs alone has every core to itself
     cores = threads if workers == 1 or len(batches) == 1 else 1
