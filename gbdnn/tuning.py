@@ -65,15 +65,15 @@ class Costs:
     """Wall seconds per call and per unit of work of each kernel, every worker busy
     (as in predict)."""
 
-    sparse_mac: float = 3.9e-9
-    dense_mac: float = 2.6e-10
-    dot_mac: float = 2.2e-9
-    blas_mac: float = 3.9e-11
-    blas_weight: float = 3.1e-10
-    sparse_call: float = 6e-5
-    dense_call: float = 2.8e-4
-    dot_call: float = 1.5e-4
-    blas_call: float = 9e-5
+    sparse_mac: float = 7.5e-9
+    dense_mac: float = 4.6e-10
+    dot_mac: float = 4.2e-9
+    blas_mac: float = 8.1e-11
+    blas_weight: float = 4.5e-10
+    sparse_call: float = 1.2e-5
+    dense_call: float = 7.2e-5
+    dot_call: float = 2.7e-5
+    blas_call: float = 2.1e-5
 
 
 def cache_path() -> Path:
@@ -153,9 +153,21 @@ def _seconds(kernel, inputs) -> float:
     with ThreadPoolExecutor(len(inputs)) as pool:
         list(pool.map(call, inputs))  # warm-up
         times = []
-        for _ in range(5):
+        for _ in range(15):
             start = time.perf_counter()
             list(pool.map(call, inputs))
+            times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def _call_seconds(kernel, x, cores: int, repeats: int = 300) -> float:
+    """Median wall seconds of one call on this thread, as a one-batch input runs."""
+    times = []
+    with batch_threads(cores):
+        kernel(x)  # warm-up
+        for _ in range(repeats):
+            start = time.perf_counter()
+            kernel(x)
             times.append(time.perf_counter() - start)
     return float(np.median(times))
 
@@ -170,9 +182,9 @@ def calibrate(
     BLAS on full batches of ``rows`` rows, the sparse kernel on 10 % dense
     rows, the dot kernel on batches of ``DOT_ROWS`` full rows; BLAS once more
     on one-row batches, which measures reading the weight. The fixed costs
-    are each kernel's time for one row through a 64 x 64 layer (2 % dense),
-    where the work is negligible, on one worker (small inputs run as one
-    batch).
+    are each kernel's median time for one row through a 64 x 64 layer (2 %
+    dense), where the work is negligible, on the calling thread (small inputs
+    run as one batch there).
 
     Parameters
     ----------
@@ -216,13 +228,12 @@ def calibrate(
         for xs in (full, [batch(1, 1) for _ in range(threads)])
     )
     blas_mac = max((many - one) / (rows - 1), 1e-14)
-    # fixed costs: one row through a tiny layer, on one worker as small inputs run
+    # fixed costs: one row through a tiny layer, on the caller's thread as small inputs run
     size = 64
-    tiny = [batch(1, 1)]
+    tiny = batch(1, 1)
     w, wm, wt, _ = weight(0.02)
-    handoff = _seconds(lambda x: x, tiny)  # the measuring thread pool's own time
     calls = {
-        kernel: max(_seconds(product, tiny) - handoff, 1e-6)
+        kernel: _call_seconds(product, tiny, threads)
         for kernel, product in [
             ("sparse", lambda x: kernels.plus_times(x, wm)),
             ("dense", lambda x: kernels.plus_times_dense(x, wt)),
