@@ -139,6 +139,13 @@ def sum_values(m: Matrix) -> float:
     return total[0]
 
 
+def _by_row(m: Matrix) -> bool:
+    """Whether ``m`` is stored by row (SuiteSparse's default) rather than by column."""
+    orientation = ffi.new("int32_t*")
+    check_status(lib.GxB_Matrix_Option_get_INT32(m._carg, lib.GxB_FORMAT, orientation), m)
+    return orientation[0] == lib.GxB_BY_ROW
+
+
 def _ops(dtype: DataType) -> tuple[object, object, object]:
     """The ``plus_times`` semiring, ``plus`` and ``identity`` of ``dtype`` as C handles."""
     if dtype not in _OPS:
@@ -234,13 +241,14 @@ def dense_rows(x: Matrix, dtype: np.dtype) -> np.ndarray:
     dtype = np.dtype(dtype)
     nrows, ncols = x.shape
     if nvals(x) == nrows * ncols:
-        # the values of a full X, in row order, copied (and cast) into the array
-        out = np.empty((nrows, ncols), dtype)
+        # the values of a full X in storage order (by row, or by column: X'), copied and cast
+        by_row = _by_row(x)
+        out = np.empty((nrows, ncols) if by_row else (ncols, nrows), dtype)
         extract = getattr(lib, f"GrB_Matrix_extractTuples_{lookup_dtype(dtype).name}")
         count = ffi.new("GrB_Index*", out.size)
         values = ffi.from_buffer(f"{lookup_dtype(dtype).c_type}*", out)
         check_status(extract(ffi.NULL, ffi.NULL, values, count, x._carg), x)
-        return out
+        return out if by_row else np.ascontiguousarray(out.T)
     # D = 0 (full), then D += X in place: 2-7x faster than to_dense(fill_value=0)
     d = _give(np.zeros((nrows, ncols), dtype), lookup_dtype(dtype))
     _accumulate(d, x)

@@ -214,6 +214,25 @@ def test_every_kernel_keeps_the_model_dtype(dtype, path):
     assert stage(x).dtype == layer.dtype.graphblas
 
 
+@pytest.mark.parametrize("fmt", ["fullc", "bitmapc", "csc", "fullr"])
+@pytest.mark.parametrize("path", ["sparse", "dense", "dot", "blas"])
+def test_every_kernel_reads_inputs_stored_by_column(fmt, path):
+    # a user's GraphBLAS input may be stored by column; the kernels' C calls
+    # that read values in storage order must not take it for rows
+    rng = np.random.default_rng(13)
+    w = rng.normal(size=(12, 7))
+    x = rng.normal(size=(3, 12))
+    if not fmt.startswith("full"):
+        x[rng.random(x.shape) < 0.5] = 0
+    m = gb.Matrix.from_dense(x, missing_value=None if fmt.startswith("full") else 0)
+    m.ss.config["format"] = "by_col" if fmt.endswith("c") else "by_row"
+    m.ss.config["sparsity_control"] = {"f": "full", "b": "bitmap", "c": "sparse"}[fmt[0]]
+    assert m.ss.format == fmt
+    layer = gbdnn.Linear(w, np.arange(7.0), dtype="float64", path=path)
+    got = layer(m, output="numpy")
+    np.testing.assert_allclose(got, x @ w + np.arange(7.0), rtol=1e-12, atol=1e-12)
+
+
 def test_calibration_is_cached(tmp_path, monkeypatch):
     from gbdnn import tuning
 
@@ -298,9 +317,10 @@ def test_tiles_without_posix_memalign(monkeypatch):
     assert a.shape == (5, 3) and a.dtype == np.float64 and a.flags.owndata and not a.any()
 
 
+@pytest.mark.parametrize("by_column", [False, True])
 @pytest.mark.parametrize("fmt", ["full", "bitmap", "sparse", "hypersparse", "empty"])
 @pytest.mark.parametrize("dtype", ["float32", "int32"])
-def test_dense_rows_fills_missing_entries_with_zeros(fmt, dtype):
+def test_dense_rows_fills_missing_entries_with_zeros(fmt, dtype, by_column):
     from gbdnn import kernels
 
     rng = np.random.default_rng(11)
@@ -313,6 +333,9 @@ def test_dense_rows_fills_missing_entries_with_zeros(fmt, dtype):
     if fmt in ("bitmap", "sparse", "hypersparse"):
         m.ss.config["sparsity_control"] = fmt
     names = {"full": "fullr", "bitmap": "bitmapr", "sparse": "csr", "hypersparse": "hypercsr"}
+    if by_column:  # a user's matrix may be stored by column
+        m.ss.config["format"] = "by_col"
+        names = {"full": "fullc", "bitmap": "bitmapc", "sparse": "csc", "hypersparse": "hypercsc"}
     assert fmt == "empty" or m.ss.format == names[fmt]
     got = kernels.dense_rows(m, np.dtype(np.float32))
     assert got.dtype == np.float32 and got.flags.c_contiguous
