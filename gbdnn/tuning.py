@@ -6,10 +6,13 @@ call (``*_call``; per tile for the dense kernel, see
 :func:`gbdnn.kernels.tile_rows`) plus the work it does:
 
 ``"sparse"``  :func:`gbdnn.kernels.plus_times`, Gustavson on the sparse rows
-              of X: ``sparse_mac * nnz(X) nnz(W) / in``.
+              of X: ``sparse_mac * nnz(X) nnz(W) / in``; a full X is
+              accumulated into a full zero result instead:
+              ``sparse_full_mac * b nnz(W)``.
 ``"dense"``   :func:`gbdnn.kernels.plus_times_dense`, ``W' X'`` into a full
               result: ``dense_mac * b16 nnz(W)``, ``b16`` the batch padded to
-              whole tiles.
+              whole tiles, plus ``dense_entry * b16 (in + out)`` for
+              transposing ``X`` in and ``Z`` out.
 ``"dot"``     :func:`gbdnn.kernels.plus_times_dot`, ``W' X'`` as dot products
               of rows: ``dot_mac * b nnz(W) / cores``, over the cores the
               batch has; for batches of at most ``DOT_MAX_ROWS`` rows.
@@ -19,9 +22,9 @@ call (``*_call``; per tile for the dense kernel, see
               batch (a matrix-vector product is limited by memory, not by
               arithmetic).
 
-The model leaves out the per-activation costs (converting ``X`` and writing
-``Z``), which dominate at extreme sparsities; ``gbdnn bench crossover`` reports
-how close the choice comes to the faster kernel at every point.
+The other kernels' per-activation costs (converting ``X``, writing ``Z``) are
+left out; ``gbdnn bench crossover`` reports how close the choice comes to the
+faster kernel at every point.
 
 Each layer picks the cheapest for every batch. The kernels sum in different
 orders (SuiteSparse picks its internal method by the operands' formats), so
@@ -65,14 +68,16 @@ class Costs:
     """Wall seconds per call and per unit of work of each kernel, every worker busy
     (as in predict)."""
 
-    sparse_mac: float = 7.5e-9
-    dense_mac: float = 4.6e-10
-    dot_mac: float = 4.2e-9
-    blas_mac: float = 8.1e-11
-    blas_weight: float = 4.5e-10
-    sparse_call: float = 1.2e-5
-    dense_call: float = 7.2e-5
-    dot_call: float = 2.7e-5
+    sparse_mac: float = 3.5e-9
+    sparse_full_mac: float = 1.1e-9
+    dense_mac: float = 2.2e-10
+    dense_entry: float = 3e-9
+    dot_mac: float = 1.8e-9
+    blas_mac: float = 3.7e-11
+    blas_weight: float = 2.5e-10
+    sparse_call: float = 1.8e-5
+    dense_call: float = 7e-5
+    dot_call: float = 2.6e-5
     blas_call: float = 2.1e-5
 
 
@@ -107,9 +112,12 @@ def estimates(
     """
     c = costs or current_costs()
     tiles = -(-nrows // tile_rows(n_in, n_out, 4))
+    full = nnz_x == nrows * n_in
     return {
-        "sparse": c.sparse_call + c.sparse_mac * nnz_x * nnz_w / max(n_in, 1),
-        "dense": c.dense_call * tiles + c.dense_mac * padded_width(nrows) * nnz_w,
+        "sparse": c.sparse_call
+        + (c.sparse_full_mac * nrows * nnz_w if full else c.sparse_mac * nnz_x * nnz_w / n_in),
+        "dense": c.dense_call * tiles
+        + (c.dense_mac * nnz_w + c.dense_entry * (n_in + n_out)) * padded_width(nrows),
         "dot": c.dot_call + c.dot_mac * nrows * nnz_w / cores
         if nrows <= DOT_MAX_ROWS
         else float("inf"),
@@ -180,8 +188,10 @@ def calibrate(
     Each kernel runs on a ``size`` x ``size`` weight, 10 % dense, with every
     worker busy as in :meth:`gbdnn.Sequential.predict`: the dense kernel and
     BLAS on full batches of ``rows`` rows, the sparse kernel on 10 % dense
-    rows, the dot kernel on batches of ``DOT_ROWS`` full rows; BLAS once more
-    on one-row batches, which measures reading the weight. The fixed costs
+    rows and on the full batches, the dot kernel on batches of ``DOT_ROWS``
+    full rows; BLAS once more on one-row batches, which measures reading the
+    weight; the dense kernel once more on an empty weight, which measures its
+    transposes. The fixed costs
     are each kernel's median time for one row through a 64 x 64 layer (2 %
     dense), where the work is negligible, on the calling thread (small inputs
     run as one batch there).
@@ -220,6 +230,10 @@ def calibrate(
     sparse_in = [batch(rows, 0.1) for _ in range(threads)]
     flops = sparse_in[0].nvals * nnz / size
     sparse_mac = _seconds(lambda x: kernels.plus_times(x, wm), sparse_in) / flops
+    sparse_full_mac = _seconds(lambda x: kernels.plus_times(x, wm), full) / (rows * nnz)
+    # the dense kernel's transposes: its time on an empty weight, less the fixed cost below
+    empty = kernels.sparse_format(gb.Matrix(wt.dtype, size, size))
+    moving = _call_seconds(lambda x: kernels.plus_times_dense(x, empty), full[0], threads)
     few = [batch(DOT_ROWS, 1) for _ in range(threads)]
     dot_mac = _seconds(lambda x: kernels.plus_times_dot(x, wt), few) / (DOT_ROWS * nnz)
     # (blas_mac * b + blas_weight) * size^2 at b = rows and b = 1
@@ -229,7 +243,7 @@ def calibrate(
     )
     blas_mac = max((many - one) / (rows - 1), 1e-14)
     # fixed costs: one row through a tiny layer, on the caller's thread as small inputs run
-    size = 64
+    big, size = size, 64
     tiny = batch(1, 1)
     w, wm, wt, _ = weight(0.02)
     calls = {
@@ -241,9 +255,12 @@ def calibrate(
             ("blas", lambda x: kernels.plus_times_blas(x, w)),
         ]
     }
+    dense_entry = max(moving - calls["dense"], 1e-12) / (padded_width(rows) * 2 * big)
     costs = Costs(
         sparse_mac,
+        sparse_full_mac,
         dense_mac,
+        dense_entry,
         dot_mac,
         blas_mac,
         max(one - blas_mac, 1e-14),

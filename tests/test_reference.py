@@ -189,10 +189,17 @@ def test_path_choice():
     # a dense batch on sparse weights: the dense GraphBLAS kernel; denser weights: BLAS
     assert tuning.choose("auto", 64, 64 * 4096, 4096, 4096, 4096 * 205, costs) == "dense"
     assert tuning.choose("auto", 64, 64 * 4096, 4096, 4096, 4096 * 820, costs) == "blas"
-    # one dense row: dot products; two rows too when the batch has two cores for them
-    assert tuning.choose("auto", 1, 4096, 4096, 4096, 4096 * 410, costs) == "dot"
-    assert tuning.choose("auto", 2, 2 * 4096, 4096, 4096, 4096 * 205, costs) == "dense"
+    # one or two dense rows: dot products when the batch has two cores for them (a
+    # one-batch input has every core), else the sparse kernel accumulating into full
+    assert tuning.choose("auto", 1, 4096, 4096, 4096, 4096 * 410, costs, cores=2) == "dot"
     assert tuning.choose("auto", 2, 2 * 4096, 4096, 4096, 4096 * 205, costs, cores=2) == "dot"
+    assert tuning.choose("auto", 2, 2 * 4096, 4096, 4096, 4096 * 205, costs) == "sparse"
+    # a full batch of 64 on very sparse weights: the sparse kernel, as the dense
+    # kernel's transposes cost more than the products
+    assert tuning.choose("auto", 64, 64 * 1024, 1024, 1024, 1049, costs) == "sparse"
+    assert tuning.estimates(64, 64 * 1024, 1024, 1024, 0, costs)["dense"] == pytest.approx(
+        costs.dense_call + costs.dense_entry * 64 * 2048
+    )
     # never for larger batches: it computes every output entry, stored weights or not
     assert tuning.estimates(5, 5 * 1024, 1024, 1024, 1, costs)["dot"] == float("inf")
     assert tuning.choose("auto", 64, 64 * 1024, 1024, 1024, 1049, costs, cores=2) != "dot"
