@@ -10,10 +10,11 @@ round differently).
 
 All calls use built-in types and semirings (``plus_times``, ``plus_plus``,
 ``select.valuegt``, ``binary.plus``, ``binary.min``) so SuiteSparse runs its
-precompiled factory kernels. The few calls made once per batch whatever its
-size (:func:`nvals`, :func:`sum_values`, the sparse kernel's product) go to
-SuiteSparse's C API directly: the python-graphblas expression costs 20-30 us
-more per call, as much as SciPy's whole one-row product (``bench/README.md``).
+precompiled factory kernels. The calls made once per batch whatever its size
+(the products, :func:`nvals`, :func:`sum_values`, handing arrays to and from
+NumPy) go to SuiteSparse's C API directly: a python-graphblas expression costs
+20-30 us more per call, as much as SciPy's whole one-row product
+(``bench/README.md``).
 """
 
 from __future__ import annotations
@@ -65,8 +66,8 @@ def aligned_zeros(nrows: int, ncols: int, dtype: np.dtype) -> np.ndarray:
     when ``X'`` started off a 64-byte boundary (NumPy aligns to 16 bytes
     only; ``bench/README.md``). The memory comes from ``posix_memalign`` and
     is owned by the array (freed by ``free``, as SuiteSparse frees what it
-    is given), so ``Matrix.ss.import_fullr(..., take_ownership=True)`` takes
-    it without a copy. Without ``posix_memalign`` (not POSIX): ``numpy.zeros``.
+    is given), so :func:`_give` hands it to SuiteSparse without a copy.
+    Without ``posix_memalign`` (not POSIX): ``numpy.zeros``.
     """
     dtype = np.dtype(dtype)
     if _MEMALIGN is None:
