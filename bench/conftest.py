@@ -84,7 +84,7 @@ def pytest_terminal_summary(terminalreporter):
         for r in rows:
             ratio = f"{r['median_s'] / base['median_s']:.2f}" if base else "-"
             tr.write_line(
-                f"{r['implementation']:<34}{r['threads']:>8}{r['median_s']:>11.4f}"
+                f"{r['implementation']:<34}{r['threads']:>8}{r['median_s']:>11.4g}"
                 f"{r['edges_per_second']:>12.3g}{ratio:>8}"
             )
         ones = [r for r in rows if r["baseline"] and r["threads"] == 1]
