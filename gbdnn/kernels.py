@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
+from typing import NamedTuple
 
 import numpy as np
 from graphblas import Matrix, Vector, binary, monoid, select, semiring, unary
@@ -43,7 +44,7 @@ DENSE_LANES = 16
 ALIGNMENT = 64
 _BLAS_LOCK = threading.Lock()
 #: C handles of the operators of each value type (a python-graphblas lookup costs 3 us).
-_OPS: dict[DataType, tuple[object, object, object]] = {}
+_OPS: dict[DataType, _Ops] = {}
 _LOCAL = threading.local()
 
 
@@ -136,8 +137,13 @@ def sum_values(m: Matrix) -> float:
     total = ffi.new(f"{m.dtype.c_type}*")
     # s = sum_ij M(i,j)
     reduce = getattr(lib, f"GrB_Matrix_reduce_{m.dtype.name}")
-    check_status(reduce(total, ffi.NULL, monoid.plus[m.dtype]._carg, m._carg, ffi.NULL), m)
+    check_status(reduce(total, ffi.NULL, _ops(m.dtype).plus_monoid, m._carg, ffi.NULL), m)
     return total[0]
+
+
+def _is_full(m: Matrix) -> bool:
+    """Whether ``m`` stores every entry."""
+    return nvals(m) == m.shape[0] * m.shape[1]
 
 
 def _by_row(m: Matrix) -> bool:
@@ -147,13 +153,23 @@ def _by_row(m: Matrix) -> bool:
     return orientation[0] == lib.GxB_BY_ROW
 
 
-def _ops(dtype: DataType) -> tuple[object, object, object]:
-    """The ``plus_times`` semiring, ``plus`` and ``identity`` of ``dtype`` as C handles."""
+class _Ops(NamedTuple):
+    """C handles of the operators the kernels call for one value type."""
+
+    plus_times: object
+    plus: object
+    identity: object
+    plus_monoid: object
+
+
+def _ops(dtype: DataType) -> _Ops:
+    """The operators of ``dtype``, looked up once."""
     if dtype not in _OPS:
-        _OPS[dtype] = (
+        _OPS[dtype] = _Ops(
             semiring.plus_times[dtype]._carg,
             binary.plus[dtype]._carg,
             unary.identity[dtype]._carg,
+            monoid.plus[dtype]._carg,
         )
     return _OPS[dtype]
 
@@ -200,15 +216,17 @@ def _take(m: Matrix) -> np.ndarray:
 
 def _mxm(c: Matrix, a: Matrix, b: Matrix, *, accumulate: bool = False, desc=ffi.NULL) -> None:
     """``C = A B`` (``C += A B`` if ``accumulate``) over ``plus_times`` of ``C``'s value type."""
-    semiring_, plus, _ = _ops(c.dtype)
-    accum = plus if accumulate else ffi.NULL
-    check_status(lib.GrB_mxm(c._carg, ffi.NULL, accum, semiring_, a._carg, b._carg, desc), c)
+    ops = _ops(c.dtype)
+    accum = ops.plus if accumulate else ffi.NULL
+    check_status(lib.GrB_mxm(c._carg, ffi.NULL, accum, ops.plus_times, a._carg, b._carg, desc), c)
 
 
 def _accumulate(d: Matrix, x: Matrix) -> None:
     """``D += X`` on the entries of ``X`` (``D`` full: in place)."""
-    _, plus, identity = _ops(d.dtype)
-    check_status(lib.GrB_Matrix_apply(d._carg, ffi.NULL, plus, identity, x._carg, ffi.NULL), d)
+    ops = _ops(d.dtype)
+    check_status(
+        lib.GrB_Matrix_apply(d._carg, ffi.NULL, ops.plus, ops.identity, x._carg, ffi.NULL), d
+    )
 
 
 def sparse_format(w: Matrix) -> Matrix:
@@ -237,7 +255,7 @@ def plus_times(x: Matrix, w: Matrix) -> Matrix:
     """
     if x.shape[1] != w.shape[0]:
         raise ShapeError(f"X has {x.shape[1]} columns but W has {w.shape[0]} rows")
-    if nvals(x) == x.shape[0] * x.shape[1]:
+    if _is_full(x):
         z = _give(np.zeros((x.shape[0], w.shape[1]), w.dtype.np_type), w.dtype)
         # Z = 0 (full), then Z += X W in place
         _mxm(z, x, w, accumulate=True)
@@ -251,18 +269,19 @@ def plus_times(x: Matrix, w: Matrix) -> Matrix:
 def dense_rows(x: Matrix, dtype: np.dtype) -> np.ndarray:
     """``X`` as a new dense NumPy array of ``dtype``, zeros where ``X`` has no entry."""
     dtype = np.dtype(dtype)
+    gtype = lookup_dtype(dtype)
     nrows, ncols = x.shape
-    if nvals(x) == nrows * ncols:
+    if _is_full(x):
         # the values of a full X in storage order (by row, or by column: X'), copied and cast
         by_row = _by_row(x)
         out = np.empty((nrows, ncols) if by_row else (ncols, nrows), dtype)
-        extract = getattr(lib, f"GrB_Matrix_extractTuples_{lookup_dtype(dtype).name}")
+        extract = getattr(lib, f"GrB_Matrix_extractTuples_{gtype.name}")
         count = ffi.new("GrB_Index*", out.size)
-        values = ffi.from_buffer(f"{lookup_dtype(dtype).c_type}*", out)
+        values = ffi.from_buffer(f"{gtype.c_type}*", out)
         check_status(extract(ffi.NULL, ffi.NULL, values, count, x._carg), x)
         return out if by_row else np.ascontiguousarray(out.T)
     # D = 0 (full), then D += X in place: 2-7x faster than to_dense(fill_value=0)
-    d = _give(np.zeros((nrows, ncols), dtype), lookup_dtype(dtype))
+    d = _give(np.zeros((nrows, ncols), dtype), gtype)
     _accumulate(d, x)
     return _take(d)
 
@@ -278,7 +297,7 @@ def plus_times_dot(x: Matrix, wt: Matrix) -> Matrix:
     of one or two rows reads all of ``W`` for little arithmetic, limited by
     memory, which every core helps with.
     """
-    if nvals(x) != x.shape[0] * x.shape[1]:
+    if not _is_full(x):
         x = _give(dense_rows(x, x.dtype.np_type), x.dtype)
     zt = _empty(wt.dtype, wt.shape[0], x.shape[0])
     with _context(batch_cores()):

@@ -234,6 +234,7 @@ def calibrate(
     # the dense kernel's transposes: its time on an empty weight, less the fixed cost below
     empty = kernels.sparse_format(gb.Matrix(wt.dtype, size, size))
     moving = _call_seconds(lambda x: kernels.plus_times_dense(x, empty), full[0], threads)
+    moved = padded_width(rows) * 2 * size  # entries transposed: padded rows x (in + out)
     few = [batch(DOT_ROWS, 1) for _ in range(threads)]
     dot_mac = _seconds(lambda x: kernels.plus_times_dot(x, wt), few) / (DOT_ROWS * nnz)
     # (blas_mac * b + blas_weight) * size^2 at b = rows and b = 1
@@ -243,7 +244,7 @@ def calibrate(
     )
     blas_mac = max((many - one) / (rows - 1), 1e-14)
     # fixed costs: one row through a tiny layer, on the caller's thread as small inputs run
-    big, size = size, 64
+    size = 64
     tiny = batch(1, 1)
     w, wm, wt, _ = weight(0.02)
     calls = {
@@ -255,7 +256,7 @@ def calibrate(
             ("blas", lambda x: kernels.plus_times_blas(x, w)),
         ]
     }
-    dense_entry = max(moving - calls["dense"], 1e-12) / (padded_width(rows) * 2 * big)
+    dense_entry = max(moving - calls["dense"], 1e-12) / moved
     costs = Costs(
         sparse_mac,
         sparse_full_mac,
