@@ -1,0 +1,63 @@
+"""Per-call cost of a tiny product: one row through a 1024 x 1024 layer at 99.9 %.
+
+Times gbdnn's ``predict`` (GraphBLAS input and output, as the crossover grid
+does), the same product as one python-graphblas expression, and SciPy CSR, in
+one run; medians of ``--calls`` calls after a warm-up. Only public API, so the
+same script measures older commits too.
+
+    python bench/per_call.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import graphblas as gb
+import numpy as np
+import scipy.sparse as sp
+
+import gbdnn
+from gbdnn.envinfo import environment
+
+
+def median_us(call, calls: int) -> float:
+    call()  # warm-up
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)) * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=3000, help="timed calls per implementation")
+    parser.add_argument("--width", type=int, default=1024, help="layer width")
+    parser.add_argument("--sparsity", type=float, default=0.999, help="weight sparsity")
+    args = parser.parse_args()
+    if args.calls < 1 or args.width < 1 or not 0 <= args.sparsity < 1:
+        parser.error("--calls and --width must be positive, --sparsity in [0, 1)")
+    rng = np.random.default_rng(0)
+    n = args.width
+    w = (rng.standard_normal((n, n)) * (rng.random((n, n)) >= args.sparsity)).astype(np.float32)
+    x = rng.standard_normal((1, n)).astype(np.float32)
+    model = gbdnn.Sequential([gbdnn.Linear(w)])
+    xm, wm = gb.Matrix.from_dense(x), gb.Matrix.from_dense(w, missing_value=0)
+    ws = sp.csr_array(w)
+    rows = {
+        "gbdnn predict": median_us(lambda: model.predict(xm, output="graphblas"), args.calls),
+        "python-graphblas x.mxm(w).new()": median_us(
+            lambda: xm.mxm(wm, gb.semiring.plus_times).new(), args.calls
+        ),
+        "SciPy CSR": median_us(lambda: x @ ws, args.calls),
+    }
+    print(environment())
+    print(f"one row, {n} x {n}, {100 * args.sparsity:g} % sparse, medians of {args.calls} calls")
+    for name, us in rows.items():
+        print(f"{name:<34}{us:>9.1f} us")
+
+
+if __name__ == "__main__":
+    main()
