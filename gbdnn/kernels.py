@@ -40,6 +40,9 @@ DENSE_TILE_BYTES = 1 << 20
 DENSE_TILE_MAX = 256
 #: Tiles of :func:`plus_times_dense` are padded to a multiple of this many rows.
 DENSE_LANES = 16
+#: Side of the square blocks :func:`transpose_into` copies: NumPy's plain
+#: ``out[...] = a.T`` was 1.4-5.5x slower on arrays of 256 KB and more.
+TRANSPOSE_BLOCK = 128
 #: Byte alignment of the dense kernel's tiles (one AVX-512 vector, one cache line).
 ALIGNMENT = 64
 _BLAS_LOCK = threading.Lock()
@@ -60,26 +63,39 @@ def _posix_memalign():
 _MEMALIGN = _posix_memalign()
 
 
-def aligned_zeros(nrows: int, ncols: int, dtype: np.dtype) -> np.ndarray:
-    """A C-ordered zero array that owns memory aligned to ``ALIGNMENT`` bytes.
+def aligned_empty(nrows: int, ncols: int, dtype: np.dtype) -> np.ndarray:
+    """A C-ordered uninitialised array that owns memory aligned to ``ALIGNMENT`` bytes.
 
     SuiteSparse's saxpy kernel of :func:`plus_times_dense` took 1.9x as long
     when ``X'`` started off a 64-byte boundary (NumPy aligns to 16 bytes
     only; ``bench/README.md``). The memory comes from ``posix_memalign`` and
     is owned by the array (freed by ``free``, as SuiteSparse frees what it
     is given), so :func:`_give` hands it to SuiteSparse without a copy.
-    Without ``posix_memalign`` (not POSIX): ``numpy.zeros``.
+    Without ``posix_memalign`` (not POSIX): ``numpy.empty``.
     """
     dtype = np.dtype(dtype)
     if _MEMALIGN is None:
-        return np.zeros((nrows, ncols), dtype)
+        return np.empty((nrows, ncols), dtype)
     size = nrows * ncols
     pointer = ctypes.c_void_p()
     if _MEMALIGN(ctypes.byref(pointer), ALIGNMENT, max(size * dtype.itemsize, 1)):
         raise MemoryError(f"cannot allocate a {nrows} x {ncols} {dtype} tile")
-    array = claim_buffer_2d(ffi, ffi.cast("void*", pointer.value), size, nrows, ncols, dtype, True)
+    return claim_buffer_2d(ffi, ffi.cast("void*", pointer.value), size, nrows, ncols, dtype, True)
+
+
+def aligned_zeros(nrows: int, ncols: int, dtype: np.dtype) -> np.ndarray:
+    """:func:`aligned_empty` filled with zeros."""
+    array = aligned_empty(nrows, ncols, dtype)
     array.fill(0)
     return array
+
+
+def transpose_into(out: np.ndarray, a: np.ndarray) -> None:
+    """``out[...] = a.T`` in square blocks that stay in cache."""
+    step = TRANSPOSE_BLOCK
+    for i in range(0, a.shape[0], step):
+        for j in range(0, a.shape[1], step):
+            out[j : j + step, i : i + step] = a[i : i + step, j : j + step].T
 
 
 def _context(nthreads: int) -> Context:
@@ -181,11 +197,13 @@ def _empty(dtype: DataType, nrows: int, ncols: int) -> Matrix:
     return Matrix._from_obj(obj, dtype, nrows, ncols)
 
 
-def _give(values: np.ndarray, dtype: DataType) -> Matrix:
+def _give(values: np.ndarray, dtype: DataType, *, by_row: bool = True) -> Matrix:
     """A full matrix that takes over the memory of ``values``, without a copy.
 
     ``values`` must be C-ordered and own its memory; it must not be used
-    afterwards (it no longer owns the memory, which the matrix frees).
+    afterwards (it no longer owns the memory, which the matrix frees). With
+    ``by_row`` False, ``values`` holds the transpose ``Z'`` of the matrix ``Z``
+    returned, which is stored by column (the same memory).
     SuiteSparse allocates with NumPy's allocator (``suitesparse_graphblas``
     initialises it so), so either side may free what the other allocated.
     ``Matrix.ss.import_fullr(values, take_ownership=True)`` does the same in
@@ -193,9 +211,10 @@ def _give(values: np.ndarray, dtype: DataType) -> Matrix:
     """
     if not (values.flags.c_contiguous and values.flags.owndata):
         raise ValueError("values must be a C-ordered array that owns its memory")
-    m = _empty(dtype, *values.shape)
+    m = _empty(dtype, *(values.shape if by_row else values.shape[::-1]))
     pointer = ffi.new("void**", ffi.from_buffer("void*", values))
-    check_status(lib.GxB_Matrix_pack_FullR(m._carg, pointer, values.nbytes, False, ffi.NULL), m)
+    pack = lib.GxB_Matrix_pack_FullR if by_row else lib.GxB_Matrix_pack_FullC
+    check_status(pack(m._carg, pointer, values.nbytes, False, ffi.NULL), m)
     unclaim_buffer(values)
     return m
 
@@ -203,11 +222,14 @@ def _give(values: np.ndarray, dtype: DataType) -> Matrix:
 def _take(m: Matrix) -> np.ndarray:
     """The values of full ``m`` as a C-ordered array that takes over their memory.
 
-    ``m`` is left empty; the inverse of :func:`_give`, without a copy.
+    ``m`` is left empty; the inverse of :func:`_give`, without a copy. The
+    array holds ``M`` if ``m`` is stored by row, ``M'`` if by column.
     """
     pointer, size, iso = ffi.new("void**"), ffi.new("GrB_Index*"), ffi.new("bool*")
-    check_status(lib.GxB_Matrix_unpack_FullR(m._carg, pointer, size, iso, ffi.NULL), m)
-    nrows, ncols = m.shape
+    by_row = _by_row(m)
+    unpack = lib.GxB_Matrix_unpack_FullR if by_row else lib.GxB_Matrix_unpack_FullC
+    check_status(unpack(m._carg, pointer, size, iso, ffi.NULL), m)
+    nrows, ncols = m.shape if by_row else m.shape[::-1]
     dtype = m.dtype.np_type
     if iso[0]:  # one value stored for every entry
         return np.full((nrows, ncols), claim_buffer(ffi, pointer[0], 1, dtype)[0])
@@ -266,24 +288,43 @@ def plus_times(x: Matrix, w: Matrix) -> Matrix:
     return z
 
 
-def dense_rows(x: Matrix, dtype: np.dtype) -> np.ndarray:
-    """``X`` as a new dense NumPy array of ``dtype``, zeros where ``X`` has no entry."""
+def dense_rows(x: Matrix, dtype: np.dtype, *, transpose: bool = False) -> np.ndarray:
+    """``X`` (``X'`` if ``transpose``) as a new dense NumPy array of ``dtype``.
+
+    Zeros where ``X`` has no entry; C-ordered, its memory aligned to
+    ``ALIGNMENT`` bytes and owned by the array (it can go to :func:`_give`).
+    """
     dtype = np.dtype(dtype)
     gtype = lookup_dtype(dtype)
-    nrows, ncols = x.shape
+    shape = x.shape[::-1] if transpose else x.shape
     if _is_full(x):
-        # the values of a full X in storage order (by row, or by column: X'), copied and cast
+        # the values of a full X in storage order (X by row, X' by column), copied and cast
         by_row = _by_row(x)
-        out = np.empty((nrows, ncols) if by_row else (ncols, nrows), dtype)
+        out = aligned_empty(*(x.shape if by_row else x.shape[::-1]), dtype)
         extract = getattr(lib, f"GrB_Matrix_extractTuples_{gtype.name}")
         count = ffi.new("GrB_Index*", out.size)
         values = ffi.from_buffer(f"{gtype.c_type}*", out)
         check_status(extract(ffi.NULL, ffi.NULL, values, count, x._carg), x)
-        return out if by_row else np.ascontiguousarray(out.T)
-    # D = 0 (full), then D += X in place: 2-7x faster than to_dense(fill_value=0)
-    d = _give(np.zeros((nrows, ncols), dtype), gtype)
+        if by_row != transpose:
+            return out
+        flipped = aligned_empty(*shape, dtype)
+        transpose_into(flipped, out)
+        return flipped
+    # D = 0 (full, stored as asked), then D += X in place: 2-7x faster than to_dense(fill_value=0)
+    d = _give(aligned_zeros(*shape, dtype), gtype, by_row=not transpose)
     _accumulate(d, x)
     return _take(d)
+
+
+def dense_stored(x: Matrix, dtype: np.dtype) -> np.ndarray:
+    """``X`` as a new dense NumPy array in the order ``X`` is stored in.
+
+    C-ordered if ``X`` is stored by row; if by column, a transposed view of
+    ``X'`` (F-ordered), so no transpose is made (BLAS and NumPy read either).
+    """
+    by_row = _by_row(x)
+    values = dense_rows(x, dtype, transpose=not by_row)
+    return values if by_row else values.T
 
 
 def plus_times_dot(x: Matrix, wt: Matrix) -> Matrix:
@@ -332,21 +373,51 @@ def plus_times_dense(x: Matrix, wt: Matrix) -> Matrix:
     differently from its scalar remainder loop (columns beyond the last
     multiple of 16 for FP32, of 8 for FP64, on the project's machines), so
     without padding a row's result would depend on its place in the batch.
+
+    A batch that is one unpadded tile (a multiple of ``DENSE_LANES`` rows, at
+    most :func:`tile_rows`) gets ``Z`` stored by column: its memory is the
+    ``Z'`` computed, so nothing is transposed on the way out, and a following
+    layer's dense kernel reads it as its ``X'`` without a transpose on the way
+    in (NumPy's transposes cost as much as the product on small layers).
+    Larger batches get ``Z`` by row, each tile transposed back while in cache:
+    strips written into one ``Z'`` were slower (512 rows through 4096 x 4096:
+    7.5 vs 5 ms).
     """
-    dense = dense_rows(x, x.dtype.np_type)  # keep FP32 FP32
     n_out, n_in = wt.shape
-    z = np.empty((x.shape[0], n_out), dense.dtype)
-    tile = tile_rows(n_in, n_out, dense.itemsize)
-    for start in range(0, x.shape[0], tile):  # tiles of rows keep X' and Z' in cache
-        rows = dense[start : start + tile]
-        width = padded_width(rows.shape[0])
-        xt = aligned_zeros(n_in, width, dense.dtype)
-        xt[:, : rows.shape[0]] = rows.T
-        c = _give(aligned_zeros(n_out, width, dense.dtype), x.dtype)
-        # Z' = 0, then Z' += W' X'
-        _mxm(c, wt, _give(xt, x.dtype), accumulate=True)
-        z[start : start + rows.shape[0]] = _take(c).T[: rows.shape[0]]
+    nrows = x.shape[0]
+    # X as stored (by row: X, by column: X'), tiles of X' cut from it (keep FP32 FP32)
+    by_row = _by_row(x)
+    source = dense_rows(x, x.dtype.np_type, transpose=not by_row)
+    tile = tile_rows(n_in, n_out, source.itemsize)
+
+    def cut(start: int, stop: int) -> np.ndarray:
+        """``X'`` of rows ``start:stop``, aligned, padded with zero columns."""
+        xt = aligned_empty(n_in, padded_width(stop - start), source.dtype)
+        if by_row:
+            transpose_into(xt[:, : stop - start], source[start:stop])
+        else:
+            xt[:, : stop - start] = source[:, start:stop]
+        xt[:, stop - start :] = 0
+        return xt
+
+    if nrows <= tile and padded_width(nrows) == nrows:  # one tile, unpadded: its Z' is all
+        xt = cut(0, nrows) if by_row else source
+        return _give(_tile_product(wt, xt, x.dtype), x.dtype, by_row=False)
+    z = np.empty((nrows, n_out), source.dtype)
+    for start in range(0, nrows, tile):  # tiles of rows keep X' and Z' in cache
+        stop = min(start + tile, nrows)
+        transpose_into(
+            z[start:stop], _tile_product(wt, cut(start, stop), x.dtype)[:, : stop - start]
+        )
     return _give(z, x.dtype)
+
+
+def _tile_product(wt: Matrix, xt: np.ndarray, dtype: DataType) -> np.ndarray:
+    """``W' X'`` for one tile ``X'`` (taken over, see :func:`_give`), as a NumPy array."""
+    c = _give(aligned_zeros(wt.shape[0], xt.shape[1], xt.dtype), dtype)
+    # Z' = 0, then Z' += W' X'
+    _mxm(c, wt, _give(xt, dtype), accumulate=True)
+    return _take(c)
 
 
 def plus_times_blas(x: Matrix, w_dense: np.ndarray) -> Matrix:
@@ -355,7 +426,7 @@ def plus_times_blas(x: Matrix, w_dense: np.ndarray) -> Matrix:
     BLAS uses every core itself, so concurrent calls from gbdnn's batch threads
     take turns instead of competing for the cores.
     """
-    dense = dense_rows(x, w_dense.dtype)
+    dense = dense_stored(x, w_dense.dtype)
     with _BLAS_LOCK:
         z = dense @ w_dense
     return _give(z, lookup_dtype(z.dtype))
@@ -365,9 +436,12 @@ def add_bias_full(z: Matrix, bias: np.ndarray) -> Matrix:
     """Return ``Z + 1 b'``: the bias reaches every entry, stored or not.
 
     One addition per entry after the product, as on the stored-entries path.
+    ``C`` is stored like ``Z`` (adding across orientations costs a transpose).
     """
+    by_row = _by_row(z)
+    rows = np.broadcast_to(bias, (z.shape[0], bias.size))
     # C = 1 b' (full), then C += Z
-    c = _give(np.broadcast_to(bias, (z.shape[0], bias.size)).copy(), lookup_dtype(bias.dtype))
+    c = _give((rows if by_row else rows.T).copy(), lookup_dtype(bias.dtype), by_row=by_row)
     _accumulate(c, z)
     return c
 

@@ -347,6 +347,60 @@ def test_dense_rows_fills_missing_entries_with_zeros(fmt, dtype, by_column):
     got = kernels.dense_rows(m, np.dtype(np.float32))
     assert got.dtype == np.float32 and got.flags.c_contiguous
     np.testing.assert_array_equal(got, x.astype(np.float32))
+    flipped = kernels.dense_rows(m, np.dtype(np.float32), transpose=True)
+    assert flipped.flags.c_contiguous and flipped.flags.owndata
+    np.testing.assert_array_equal(flipped, x.T.astype(np.float32))
+    stored = kernels.dense_stored(m, np.dtype(np.float64))  # no transpose: F-ordered if by column
+    assert stored.flags.f_contiguous if by_column else stored.flags.c_contiguous
+    np.testing.assert_array_equal(stored, x.astype(np.float64))
+
+
+@pytest.mark.parametrize("shape", [(0, 3), (1, 5), (130, 1), (300, 257), (128, 256)])
+def test_blocked_transpose(shape):
+    from gbdnn import kernels
+
+    a = np.random.default_rng(14).normal(size=shape)
+    out = np.full(shape[::-1], np.nan)
+    kernels.transpose_into(out, a)
+    np.testing.assert_array_equal(out, a.T)
+
+
+@pytest.mark.parametrize("following", ["sparse", "dense", "dot", "blas"])
+@pytest.mark.parametrize("relu", [False, True])
+def test_dense_kernel_output_stored_by_column_feeds_every_kernel(following, relu):
+    # the dense kernel hands a batch of one unpadded tile back stored by column (its memory
+    # is the Z' it computed); bias, ReLU, the next layer's kernels and every output family
+    # must read it as rows
+    from gbdnn import kernels
+
+    rng = np.random.default_rng(15)
+    w1, w2 = rng.normal(size=(40, 33)), rng.normal(size=(33, 9))
+    b1, b2 = rng.normal(size=33), rng.normal(size=9)
+    x = rng.normal(size=(32, 40))  # two tiles of 16 rows, or one of 32
+    wt = kernels.sparse_format(gb.Matrix.from_dense(w1.T.copy()))
+    z = kernels.plus_times_dense(gb.Matrix.from_dense(x), wt)
+    assert z.ss.format == "fullc"
+    np.testing.assert_allclose(z.to_dense(), x @ w1, rtol=1e-12, atol=1e-12)
+    padded = kernels.plus_times_dense(gb.Matrix.from_dense(x[:20]), wt)  # transposed back
+    assert padded.ss.format == "fullr"
+    np.testing.assert_array_equal(padded.to_dense(), z.to_dense()[:20])
+
+    hidden = x @ w1 + b1
+    layers = [gbdnn.Linear(w1, b1, dtype="float64", path="dense")]
+    if relu:
+        hidden = np.maximum(hidden, 0)
+        layers.append(gbdnn.ReLU())
+    layers.append(gbdnn.Linear(w2, b2, dtype="float64", path=following))
+    model = gbdnn.Sequential(layers)
+    expected = hidden @ w2 + b2
+    for batch_size in (None, 16, 7):  # by column: one batch, two stacked; by row: five
+        got = model.predict(x, batch_size=batch_size, threads=2)
+        assert got.flags.c_contiguous
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+        as_graphblas = model.predict(x, batch_size=batch_size, threads=2, output="graphblas")
+        np.testing.assert_array_equal(as_graphblas.to_dense(fill_value=0), got)
+        as_scipy = model.predict(x, batch_size=batch_size, threads=2, output="scipy")
+        np.testing.assert_array_equal(as_scipy.toarray(), got)
 
 
 def test_blas_layers_run_as_one_batch():
