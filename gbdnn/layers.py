@@ -143,6 +143,8 @@ class Product:
             self._dims = (*weight.shape, kernels.nvals(weight))
             self._transposed: Matrix | None = None
             self._dense: np.ndarray | None = None
+            # entries of Z per multiply-add of the last sparse product (see tuning)
+            self._spread: float | None = None
 
     @property
     def path(self) -> str:
@@ -185,17 +187,28 @@ class Product:
         return 0.0 if kind == "blas" else tuning.current_costs().dense_mac * nnz
 
     def product(self, z: Matrix) -> Matrix:
-        """``Z W`` by the kernel the layer's ``path`` picks for this batch."""
+        """``Z W`` by the kernel the layer's ``path`` picks for this batch.
+
+        A sparse product of a sparse batch records how many entries of the
+        result each multiply-add made, which the next batches' choice uses.
+        """
+        nnz_x = kernels.nvals(z)
         kind = tuning.choose(
             self.path,
             z.shape[0],
-            kernels.nvals(z),
+            nnz_x,
             *self._dims,
             kernels=self._kernels,
             cores=kernels.batch_cores(),
+            spread=self._spread,
         )
         if kind == "sparse":
-            return kernels.plus_times(z, self._stored)
+            out = kernels.plus_times(z, self._stored)
+            n_in, _, nnz_w = self._dims
+            macs = nnz_x * nnz_w / n_in
+            if macs and nnz_x < z.shape[0] * n_in:  # Gustavson on a sparse X
+                self._spread = kernels.nvals(out) / macs
+            return out
         if kind == "dense":
             return kernels.plus_times_dense(z, self._weight_t())
         if kind == "dot":

@@ -6,9 +6,16 @@ call (``*_call``; per tile for the dense kernel, see
 :func:`gbdnn.kernels.tile_rows`) plus the work it does:
 
 ``"sparse"``  :func:`gbdnn.kernels.plus_times`, Gustavson on the sparse rows
-              of X: ``sparse_mac * nnz(X) nnz(W) / in``; a full X is
-              accumulated into a full zero result instead:
-              ``sparse_full_mac * b nnz(W)``.
+              of X: ``sparse_mac * m + sparse_out * e`` for ``m = nnz(X)
+              nnz(W) / in`` multiply-adds and ``e`` entries of Z (each costs
+              ~30-50 ns, 40x a multiply-add; a model of multiply-adds alone
+              was off by up to 20x on random weights). ``e`` is not known
+              before the product and depends on the weights' structure
+              (random weights: ``b out (1 - exp(-m / (b out)))``; the Graph
+              Challenge's: far fewer), so a layer passes the entries per
+              multiply-add of its last sparse product (``spread``); before
+              any, ``e`` counts as 0. A full X is accumulated into a full
+              zero result instead: ``sparse_full_mac * b nnz(W)``.
 ``"dense"``   :func:`gbdnn.kernels.plus_times_dense`, ``W' X'`` into a full
               result: ``dense_mac * b16 nnz(W)``, ``b16`` the batch padded to
               whole tiles, plus ``dense_entry * b16 (in + out)`` for
@@ -34,8 +41,9 @@ results for any batch size and thread count; BLAS may round differently for diff
 batch shapes.
 
 The default costs are :func:`calibrate`'s on the project's 2-core machines
-(2048-wide layers, not the benchmark grid's sizes); run it (or ``gbdnn bench
-calibrate``) to measure this machine's and cache them in
+(2048-wide layers, not the benchmark grid's sizes; each the median of three
+runs); run it (or ``gbdnn bench calibrate``) to measure this machine's and
+cache them in
 ``$XDG_CACHE_HOME/gbdnn/costs.json`` (``~/.cache`` by default), where gbdnn
 reads them from then on.
 """
@@ -68,17 +76,18 @@ class Costs:
     """Wall seconds per call and per unit of work of each kernel, every worker busy
     (as in predict)."""
 
-    sparse_mac: float = 3.5e-9
-    sparse_full_mac: float = 1.1e-9
-    dense_mac: float = 2.2e-10
-    dense_entry: float = 3e-9
-    dot_mac: float = 1.8e-9
+    sparse_mac: float = 7.9e-10
+    sparse_out: float = 5.2e-8
+    sparse_full_mac: float = 9.8e-10
+    dense_mac: float = 1.9e-10
+    dense_entry: float = 1.7e-9
+    dot_mac: float = 1.65e-9
     blas_mac: float = 3.7e-11
-    blas_weight: float = 2.5e-10
-    sparse_call: float = 1.8e-5
-    dense_call: float = 7e-5
+    blas_weight: float = 2.6e-10
+    sparse_call: float = 1.7e-5
+    dense_call: float = 9.6e-5
     dot_call: float = 2.6e-5
-    blas_call: float = 2.1e-5
+    blas_call: float = 3e-5
 
 
 def cache_path() -> Path:
@@ -105,17 +114,25 @@ def estimates(
     nnz_w: int,
     costs: Costs | None = None,
     cores: int = 1,
+    spread: float | None = None,
 ) -> dict[str, float]:
     """Modelled seconds of each kernel for one product (see the module documentation).
 
-    ``cores``: how many cores the batch has; the dot kernel's work is spread over them.
+    ``cores``: how many cores the batch has; the dot kernel's work is spread over
+    them. ``spread``: entries of Z per multiply-add of the sparse kernel, as last
+    seen on this layer (None: not seen, counted as 0).
     """
     c = costs or current_costs()
     tiles = -(-nrows // tile_rows(n_in, n_out, 4))
     full = nnz_x == nrows * n_in
+    if full:
+        sparse = c.sparse_full_mac * nrows * nnz_w
+    else:
+        macs = nnz_x * nnz_w / max(n_in, 1)
+        entries = min(macs * (spread or 0.0), nrows * n_out)
+        sparse = c.sparse_mac * macs + c.sparse_out * entries
     return {
-        "sparse": c.sparse_call
-        + (c.sparse_full_mac * nrows * nnz_w if full else c.sparse_mac * nnz_x * nnz_w / n_in),
+        "sparse": c.sparse_call + sparse,
         "dense": c.dense_call * tiles
         + (c.dense_mac * nnz_w + c.dense_entry * (n_in + n_out)) * padded_width(nrows),
         "dot": c.dot_call + c.dot_mac * nrows * nnz_w / cores
@@ -136,17 +153,18 @@ def choose(
     *,
     kernels: tuple[str, ...] = KERNELS,
     cores: int = 1,
+    spread: float | None = None,
 ) -> str:
     """The kernel (one of ``KERNELS``) for one product.
 
     ``kernels`` limits the choice (integer layers have no BLAS kernel);
-    ``cores`` is passed to :func:`estimates`.
+    ``cores`` and ``spread`` are passed to :func:`estimates`.
     """
     if path in kernels:
         return path
     if path != "auto":
         raise ValueError(f"path {path!r} is not one of this layer's kernels {kernels}")
-    estimate = estimates(nrows, nnz_x, n_in, n_out, nnz_w, costs, cores)
+    estimate = estimates(nrows, nnz_x, n_in, n_out, nnz_w, costs, cores, spread)
     return min(kernels, key=estimate.__getitem__)
 
 
@@ -187,8 +205,9 @@ def calibrate(
 
     Each kernel runs on a ``size`` x ``size`` weight, 10 % dense, with every
     worker busy as in :meth:`gbdnn.Sequential.predict`: the dense kernel and
-    BLAS on full batches of ``rows`` rows, the sparse kernel on 10 % dense
-    rows and on the full batches, the dot kernel on batches of ``DOT_ROWS``
+    BLAS on full batches of ``rows`` rows, the sparse kernel on the full
+    batches and on 10 % dense rows, through this weight and a 0.2 % dense one
+    (which separates multiply-adds from result entries), the dot kernel on batches of ``DOT_ROWS``
     full rows; BLAS once more on one-row batches, which measures reading the
     weight; the dense kernel once more on an empty weight, which measures its
     transposes. The fixed costs
@@ -227,9 +246,15 @@ def calibrate(
     full = [batch(rows, 1) for _ in range(threads)]
     w, wm, wt, nnz = weight(0.1)
     dense_mac = _seconds(lambda x: kernels.plus_times_dense(x, wt), full) / (rows * nnz)
+    # sparse_mac * m + sparse_out * e on 10 % dense rows, through the 10 % dense weight
+    # (multiply-adds dominate) and a 0.2 % dense one (entries of Z dominate)
     sparse_in = [batch(rows, 0.1) for _ in range(threads)]
-    flops = sparse_in[0].nvals * nnz / size
-    sparse_mac = _seconds(lambda x: kernels.plus_times(x, wm), sparse_in) / flops
+    terms, seconds = [], []
+    for weights in (wm, weight(0.002)[1]):
+        macs = sparse_in[0].nvals * weights.nvals / size
+        terms.append([macs, kernels.plus_times(sparse_in[0], weights).nvals])
+        seconds.append(_seconds(lambda x, w=weights: kernels.plus_times(x, w), sparse_in))
+    sparse_mac, sparse_out = np.maximum(np.linalg.solve(terms, seconds), 1e-14)
     sparse_full_mac = _seconds(lambda x: kernels.plus_times(x, wm), full) / (rows * nnz)
     # the dense kernel's transposes: its time on an empty weight, less the fixed cost below
     empty = kernels.sparse_format(gb.Matrix(wt.dtype, size, size))
@@ -258,13 +283,14 @@ def calibrate(
     }
     dense_entry = max(moving - calls["dense"], 1e-12) / moved
     costs = Costs(
-        sparse_mac,
-        sparse_full_mac,
-        dense_mac,
-        dense_entry,
-        dot_mac,
-        blas_mac,
-        max(one - blas_mac, 1e-14),
+        sparse_mac=float(sparse_mac),
+        sparse_out=float(sparse_out),
+        sparse_full_mac=sparse_full_mac,
+        dense_mac=dense_mac,
+        dense_entry=dense_entry,
+        dot_mac=dot_mac,
+        blas_mac=blas_mac,
+        blas_weight=max(one - blas_mac, 1e-14),
         **{f"{kernel}_call": seconds for kernel, seconds in calls.items()},
     )
     if save:

@@ -186,9 +186,10 @@ def test_path_choice():
     from gbdnn import tuning
 
     costs = tuning.Costs()
-    # a dense batch on sparse weights: the dense GraphBLAS kernel; denser weights: BLAS
+    # a dense batch on sparse weights: the dense GraphBLAS kernel; weights denser than
+    # the crossover (77-81 % sparse in the default grid): BLAS
     assert tuning.choose("auto", 64, 64 * 4096, 4096, 4096, 4096 * 205, costs) == "dense"
-    assert tuning.choose("auto", 64, 64 * 4096, 4096, 4096, 4096 * 820, costs) == "blas"
+    assert tuning.choose("auto", 64, 64 * 4096, 4096, 4096, 4096 * 1229, costs) == "blas"
     # one or two dense rows: dot products when the batch has two cores for them (a
     # one-batch input has every core), else the sparse kernel accumulating into full
     assert tuning.choose("auto", 1, 4096, 4096, 4096, 4096 * 410, costs, cores=2) == "dot"
@@ -203,11 +204,59 @@ def test_path_choice():
     # never for larger batches: it computes every output entry, stored weights or not
     assert tuning.estimates(5, 5 * 1024, 1024, 1024, 1, costs)["dot"] == float("inf")
     assert tuning.choose("auto", 64, 64 * 1024, 1024, 1024, 1049, costs, cores=2) != "dot"
-    # sparse activations: the sparse kernel
-    assert tuning.choose("auto", 64, 64 * 40, 4096, 4096, 4096 * 41, costs) == "sparse"
+    # sparse activations: the sparse kernel while the result entries it made per
+    # multiply-add are unknown or few (structured weights); ReLU-like activations (20 %
+    # dense) on random weights, whose results are nearly full: the dense kernel
+    for spread in (None, 0.005):
+        assert tuning.choose("auto", 64, 64 * 820, 4096, 4096, 4096 * 41, costs, spread=spread) == (
+            "sparse"
+        )
+    assert tuning.choose("auto", 64, 64 * 820, 4096, 4096, 4096 * 41, costs, spread=0.6) == "dense"
+    assert tuning.choose("auto", 64, 64 * 8, 4096, 4096, 4096 * 41, costs, spread=1.0) == "sparse"
     assert tuning.choose("blas", 1, 1, 10, 10, 1, costs) == "blas"
     with pytest.raises(ValueError, match="path must be one of"):
         gbdnn.Linear(np.eye(2), path="gpu")
+
+
+@pytest.mark.parametrize("structured", [False, True])
+def test_layer_learns_result_entries_per_multiply_add(structured):
+    # the sparse kernel's cost is mostly the entries of Z, known only after a product:
+    # random weights fill Z, structured ones (as the Graph Challenge's) keep it sparse
+    rng = np.random.default_rng(16)
+    n = 1024
+    if structured:  # dense 32 x 32 diagonal blocks; each row of X active in two blocks
+        w = np.kron(np.eye(n // 32), rng.normal(size=(32, 32)))
+        x = np.zeros((64, n))
+        for row in x:
+            for block in rng.choice(n // 32, 2, replace=False):
+                row[32 * block : 32 * block + 32] = rng.normal(size=32)
+    else:
+        w = rng.normal(size=(n, n)) * (rng.random((n, n)) < 0.01)
+        x = rng.normal(size=(64, n)) * (rng.random((64, n)) < 0.2)
+    layer = gbdnn.Linear(w, dtype="float64")
+    chosen = []
+    real_choose = gbdnn.tuning.choose
+
+    def choose(path, nrows, nnz_x, *args, **kwargs):
+        kind = real_choose(path, nrows, nnz_x, *args, **kwargs)
+        if nnz_x < nrows * n:  # the batch's product (not the full-row estimate of row_seconds)
+            chosen.append(kind)
+        return kind
+
+    try:
+        gbdnn.tuning.choose = choose
+        first = layer(x)
+        second = layer(x)
+    finally:
+        gbdnn.tuning.choose = real_choose
+    expected = x @ w
+    np.testing.assert_allclose(first, expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(second, expected, rtol=1e-12, atol=1e-12)
+    macs = np.count_nonzero(x) * np.count_nonzero(w) / n
+    assert chosen[0] == "sparse" and layer._spread == np.count_nonzero(expected) / macs
+    assert len(chosen) == 2 and chosen[1] == ("sparse" if structured else "dense")
+    layer.set_weight(w)  # new weights: learnt afresh
+    assert layer._spread is None
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
