@@ -4,7 +4,8 @@ The grid times the automatic choice and the sparse and dense kernels alone in
 separate runs; on shared machines the same kernel timed twice differs by up to
 1.4x, so comparing those runs judges the noise as much as the choice. This
 script replays each point (same data, same seed, this machine's costs) and
-records the kernel the cost model picked for every batch, then judges a sparse
+records the kernel the cost model picked for every batch of the timed calls
+(after one warm-up call, as in the grid), then judges a sparse
 or dense pick by the kernels' own times from the grid. Dot and BLAS picks
 (kernels the grid does not time alone) are reported by the direct timing.
 
@@ -24,7 +25,12 @@ from gbdnn.bench.peers import gbdnn_float
 
 
 def _picked(run) -> Counter:
-    """The kernels the cost model picks while ``run`` runs, one count per product."""
+    """The kernels the cost model picks while ``run`` runs, one count per product.
+
+    ``run`` runs once first, as the grid's warm-up does: a layer's choice for sparse
+    activations uses what its earlier sparse products made (``tuning``, ``spread``).
+    """
+    run()
     choose, kinds = tuning.choose, Counter()
 
     def spy(*args, **kwargs):

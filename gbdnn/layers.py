@@ -232,8 +232,9 @@ class Linear(Product, Layer):
         A label, e.g. to exclude the layer from pruning.
     path : {"auto", "sparse", "dense", "dot", "blas"}, default "auto"
         Which kernel computes ``X W`` (see :mod:`gbdnn.tuning`): ``"auto"``
-        picks the cheapest for every batch from the activations' density; the
-        others force one kernel. With ``"sparse"``, ``"dense"`` or ``"dot"``
+        picks the cheapest for every batch from the activations' density
+        (and, for sparse ones, the results of earlier batches); the others
+        force one kernel. With ``"sparse"``, ``"dense"`` or ``"dot"``
         results are bit-identical for any batch size and thread count;
         kernels differ from each other by rounding.
 

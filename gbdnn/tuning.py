@@ -19,10 +19,13 @@ call (``*_call``; per tile for the dense kernel, see
 ``"dense"``   :func:`gbdnn.kernels.plus_times_dense`, ``W' X'`` into a full
               result: ``dense_mac * b16 nnz(W)``, ``b16`` the batch padded to
               whole tiles, plus ``dense_entry * b16 (in + out)`` for
-              transposing ``X`` in and ``Z`` out.
+              making ``X'`` and ``Z`` (a transpose in, and one out for
+              batches of more than one tile).
 ``"dot"``     :func:`gbdnn.kernels.plus_times_dot`, ``W' X'`` as dot products
               of rows: ``dot_mac * b nnz(W) / cores``, over the cores the
-              batch has; for batches of at most ``DOT_MAX_ROWS`` rows.
+              batch has; for batches of at most ``DOT_MAX_ROWS`` full rows
+              (it makes sparse rows full first: 1.4-6.8x slower than the
+              sparse kernel on one-row inputs with 50-80 % zeros).
 ``"blas"``    :func:`gbdnn.kernels.plus_times_blas`, NumPy's dense BLAS:
               ``(blas_mac * b + blas_weight) * in * out``; ``blas_weight`` is
               reading the dense weight once per call, what dominates a small
@@ -33,7 +36,9 @@ The other kernels' per-activation costs (converting ``X``, writing ``Z``) are
 left out; ``gbdnn bench crossover`` reports how close the choice comes to the
 faster kernel at every point.
 
-Each layer picks the cheapest for every batch. The kernels sum in different
+Each layer picks the cheapest for every batch, from the batch's size and
+density and what its earlier sparse products made (``spread``): the same
+input may go to another kernel on a later call. The kernels sum in different
 orders (SuiteSparse picks its internal method by the operands' formats), so
 results of different kernels agree to rounding, not bit for bit. A layer with
 a fixed ``path`` (``"sparse"``, ``"dense"`` or ``"dot"``) gives bit-identical
@@ -136,7 +141,7 @@ def estimates(
         "dense": c.dense_call * tiles
         + (c.dense_mac * nnz_w + c.dense_entry * (n_in + n_out)) * padded_width(nrows),
         "dot": c.dot_call + c.dot_mac * nrows * nnz_w / cores
-        if nrows <= DOT_MAX_ROWS
+        if nrows <= DOT_MAX_ROWS and full
         else float("inf"),
         "blas": c.blas_call + (c.blas_mac * nrows + c.blas_weight) * n_in * n_out,
     }

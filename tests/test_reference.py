@@ -193,6 +193,8 @@ def test_path_choice():
     # one or two dense rows: dot products when the batch has two cores for them (a
     # one-batch input has every core), else the sparse kernel accumulating into full
     assert tuning.choose("auto", 1, 4096, 4096, 4096, 4096 * 410, costs, cores=2) == "dot"
+    # ... but not for sparse rows, which it would first make full
+    assert tuning.choose("auto", 1, 2048, 4096, 4096, 4096 * 410, costs, cores=2) == "sparse"
     assert tuning.choose("auto", 2, 2 * 4096, 4096, 4096, 4096 * 205, costs, cores=2) == "dot"
     assert tuning.choose("auto", 2, 2 * 4096, 4096, 4096, 4096 * 205, costs) == "sparse"
     # a full batch of 64 on very sparse weights: the sparse kernel, as the dense
