@@ -189,8 +189,9 @@ class Product:
     def product(self, z: Matrix) -> Matrix:
         """``Z W`` by the kernel the layer's ``path`` picks for this batch.
 
-        A sparse product of a sparse batch records how many entries of the
-        result each multiply-add made, which the next batches' choice uses.
+        Under ``path="auto"``, a sparse product of a sparse batch records how
+        many entries of the result each multiply-add made, which the next
+        batches' choice uses.
         """
         nnz_x = kernels.nvals(z)
         kind = tuning.choose(
@@ -205,8 +206,8 @@ class Product:
         if kind == "sparse":
             out = kernels.plus_times(z, self._stored)
             n_in, _, nnz_w = self._dims
-            macs = nnz_x * nnz_w / n_in
-            if macs and nnz_x < z.shape[0] * n_in:  # Gustavson on a sparse X
+            macs = tuning.multiply_adds(nnz_x, nnz_w, n_in)
+            if self.path == "auto" and macs and nnz_x < z.shape[0] * n_in:  # a sparse X
                 self._spread = kernels.nvals(out) / macs
             return out
         if kind == "dense":

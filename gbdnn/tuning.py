@@ -111,6 +111,12 @@ def current_costs() -> Costs:
         return Costs()
 
 
+def multiply_adds(nnz_x: int, nnz_w: int, n_in: int) -> float:
+    """Multiply-adds of the sparse kernel's Gustavson method: ``nnz(X) nnz(W) / in``
+    (each stored activation meets the stored weights of one row of ``W``, on average)."""
+    return nnz_x * nnz_w / max(n_in, 1)
+
+
 def estimates(
     nrows: int,
     nnz_x: int,
@@ -133,7 +139,7 @@ def estimates(
     if full:
         sparse = c.sparse_full_mac * nrows * nnz_w
     else:
-        macs = nnz_x * nnz_w / max(n_in, 1)
+        macs = multiply_adds(nnz_x, nnz_w, n_in)
         entries = min(macs * (spread or 0.0), nrows * n_out)
         sparse = c.sparse_mac * macs + c.sparse_out * entries
     return {
@@ -212,10 +218,10 @@ def calibrate(
     worker busy as in :meth:`gbdnn.Sequential.predict`: the dense kernel and
     BLAS on full batches of ``rows`` rows, the sparse kernel on the full
     batches and on 10 % dense rows, through this weight and a 0.2 % dense one
-    (which separates multiply-adds from result entries), the dot kernel on batches of ``DOT_ROWS``
-    full rows; BLAS once more on one-row batches, which measures reading the
-    weight; the dense kernel once more on an empty weight, which measures its
-    transposes. The fixed costs
+    (which separates multiply-adds from result entries), the dot kernel on
+    batches of ``DOT_ROWS`` full rows; BLAS once more on one-row batches, which
+    measures reading the weight; the dense kernel once more on an empty weight,
+    which measures making ``X'`` and ``Z``. The fixed costs
     are each kernel's median time for one row through a 64 x 64 layer (2 %
     dense), where the work is negligible, on the calling thread (small inputs
     run as one batch there).
@@ -256,15 +262,15 @@ def calibrate(
     sparse_in = [batch(rows, 0.1) for _ in range(threads)]
     terms, seconds = [], []
     for weights in (wm, weight(0.002)[1]):
-        macs = sparse_in[0].nvals * weights.nvals / size
+        macs = multiply_adds(sparse_in[0].nvals, weights.nvals, size)
         terms.append([macs, kernels.plus_times(sparse_in[0], weights).nvals])
         seconds.append(_seconds(lambda x, w=weights: kernels.plus_times(x, w), sparse_in))
     sparse_mac, sparse_out = np.maximum(np.linalg.solve(terms, seconds), 1e-14)
     sparse_full_mac = _seconds(lambda x: kernels.plus_times(x, wm), full) / (rows * nnz)
-    # the dense kernel's transposes: its time on an empty weight, less the fixed cost below
+    # the dense kernel's moving of X' and Z: its time on an empty weight, less the fixed cost
     empty = kernels.sparse_format(gb.Matrix(wt.dtype, size, size))
     moving = _call_seconds(lambda x: kernels.plus_times_dense(x, empty), full[0], threads)
-    moved = padded_width(rows) * 2 * size  # entries transposed: padded rows x (in + out)
+    moved = padded_width(rows) * 2 * size  # padded rows x (in + out), as in estimates
     few = [batch(DOT_ROWS, 1) for _ in range(threads)]
     dot_mac = _seconds(lambda x: kernels.plus_times_dot(x, wt), few) / (DOT_ROWS * nnz)
     # (blas_mac * b + blas_weight) * size^2 at b = rows and b = 1

@@ -221,7 +221,7 @@ def test_path_choice():
 
 
 @pytest.mark.parametrize("structured", [False, True])
-def test_layer_learns_result_entries_per_multiply_add(structured):
+def test_layer_learns_result_entries_per_multiply_add(structured, monkeypatch):
     # the sparse kernel's cost is mostly the entries of Z, known only after a product:
     # random weights fill Z, structured ones (as the Graph Challenge's) keep it sparse
     rng = np.random.default_rng(16)
@@ -245,12 +245,9 @@ def test_layer_learns_result_entries_per_multiply_add(structured):
             chosen.append(kind)
         return kind
 
-    try:
-        gbdnn.tuning.choose = choose
-        first = layer(x)
-        second = layer(x)
-    finally:
-        gbdnn.tuning.choose = real_choose
+    monkeypatch.setattr(gbdnn.tuning, "choose", choose)
+    first = layer(x)
+    second = layer(x)
     expected = x @ w
     np.testing.assert_allclose(first, expected, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(second, expected, rtol=1e-12, atol=1e-12)
