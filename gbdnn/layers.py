@@ -206,9 +206,10 @@ class Product:
         if kind == "sparse":
             out = kernels.plus_times(z, self._stored)
             n_in, _, nnz_w = self._dims
-            macs = tuning.multiply_adds(nnz_x, nnz_w, n_in)
-            if self.path == "auto" and macs and nnz_x < z.shape[0] * n_in:  # a sparse X
-                self._spread = kernels.nvals(out) / macs
+            if self.path == "auto" and nnz_x < z.shape[0] * n_in:  # a sparse X
+                macs = tuning.multiply_adds(nnz_x, nnz_w, n_in)
+                if macs:
+                    self._spread = kernels.nvals(out) / macs
             return out
         if kind == "dense":
             return kernels.plus_times_dense(z, self._weight_t())

@@ -216,6 +216,9 @@ def test_path_choice():
     assert tuning.choose("auto", 64, 64 * 820, 4096, 4096, 4096 * 41, costs, spread=0.6) == "dense"
     assert tuning.choose("auto", 64, 64 * 8, 4096, 4096, 4096 * 41, costs, spread=1.0) == "sparse"
     assert tuning.choose("blas", 1, 1, 10, 10, 1, costs) == "blas"
+    # choices are remembered, the costs part of the question: other costs, other answer
+    slow_dense = dataclasses.replace(costs, dense_mac=1.0)
+    assert tuning.choose("auto", 64, 64 * 4096, 4096, 4096, 4096 * 205, slow_dense) == "blas"
     with pytest.raises(ValueError, match="path must be one of"):
         gbdnn.Linear(np.eye(2), path="gpu")
 
