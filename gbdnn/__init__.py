@@ -18,6 +18,8 @@ from .errors import (
     GbdnnError,
     MissingFileError,
     NonFiniteError,
+    ParameterError,
+    ParameterTypeError,
     ShapeError,
     UnsupportedError,
 )
@@ -41,6 +43,8 @@ __all__ = [
     "Linear",
     "MissingFileError",
     "NonFiniteError",
+    "ParameterError",
+    "ParameterTypeError",
     "ReLU",
     "Sequential",
     "ShapeError",

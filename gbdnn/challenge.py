@@ -27,6 +27,7 @@ import scipy.sparse as sp
 from graphblas import Matrix, monoid
 
 from .dtypes import value_type
+from .errors import ParameterError
 from .layers import Linear, ReLU
 from .model import Sequential
 from .runner import available_cores
@@ -47,7 +48,7 @@ def challenge_bias(neurons: int) -> float:
         return CHALLENGE_BIAS[neurons]
     except KeyError:
         sizes = ", ".join(map(str, CHALLENGE_BIAS))
-        raise ValueError(
+        raise ParameterError(
             f"neurons must be one of {sizes} for the challenge bias, got {neurons}"
         ) from None
 
@@ -88,9 +89,11 @@ def radixnet(
     list of graphblas.Matrix
     """
     if neurons < FAN or neurons % FAN:
-        raise ValueError(f"neurons must be a multiple of {FAN} and at least {FAN}, got {neurons}")
+        raise ParameterError(
+            f"neurons must be a multiple of {FAN} and at least {FAN}, got {neurons}"
+        )
     if layers < 1:
-        raise ValueError(f"layers must be at least 1, got {layers}")
+        raise ParameterError(f"layers must be at least 1, got {layers}")
     vtype = value_type(dtype)
     rng = np.random.default_rng(seed)
     digits = max(1, math.ceil(math.log(neurons, FAN) - 1e-9))
@@ -138,9 +141,9 @@ def sparse_inputs(
     """
     for name, value in (("density", density), ("strong_density", strong_density)):
         if not 0 < value <= 1:
-            raise ValueError(f"{name} must be in (0, 1], got {value}")
+            raise ParameterError(f"{name} must be in (0, 1], got {value}")
     if not 0 <= strong_fraction <= 1:
-        raise ValueError(f"strong_fraction must be in [0, 1], got {strong_fraction}")
+        raise ParameterError(f"strong_fraction must be in [0, 1], got {strong_fraction}")
     vtype = value_type(dtype)
     rng = np.random.default_rng(seed)
     row_density = np.where(rng.random((nrows, 1)) < strong_fraction, strong_density, density)
@@ -153,7 +156,7 @@ def sparse_inputs(
 def tile_rows(x: Matrix, times: int) -> Matrix:
     """Stack ``times`` copies of ``x`` vertically."""
     if times < 1:
-        raise ValueError(f"tile must be at least 1, got {times}")
+        raise ParameterError(f"tile must be at least 1, got {times}")
     return x if times == 1 else gb.ss.concat([[x]] * times)
 
 

@@ -14,7 +14,7 @@ from . import challenge
 from .commands import PIPELINE_EXAMPLES, add_commands, fraction, positive, subcommand
 from .commands import run as run_pipeline
 from .envinfo import environment
-from .errors import GbdnnError
+from .errors import GbdnnError, ParameterError
 from .io.graphchallenge import find_images, read_categories, read_images, read_layers, truth_path
 
 DEFAULT_INPUTS = 10000
@@ -207,7 +207,7 @@ def _load(args: argparse.Namespace, progress: bool):
     """Weights, inputs, expected categories (or None) and what they come from."""
     if args.data:
         if args.inputs is not None or args.seed is not None:
-            raise ValueError("--inputs and --seed apply to generated data, not to --data")
+            raise ParameterError("--inputs and --seed apply to generated data, not to --data")
         weights = read_layers(
             args.data, args.neurons, args.layers, dtype=args.dtype, progress=progress
         )

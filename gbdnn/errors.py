@@ -35,3 +35,12 @@ class MissingFileError(GbdnnError, FileNotFoundError):
 
 class UnsupportedError(GbdnnError, ValueError):
     """A model holds an operation or module gbdnn cannot represent."""
+
+
+class ParameterError(GbdnnError, ValueError):
+    """A parameter out of its allowed values: an unknown option, a number out of
+    range, or options that contradict each other."""
+
+
+class ParameterTypeError(GbdnnError, TypeError):
+    """A parameter of the wrong type (a string where a number is expected, ...)."""

@@ -20,7 +20,7 @@ from graphblas import Matrix, select
 from . import kernels, runner, tuning
 from .convert import ArrayLike, family_of, to_matrix, to_vector
 from .dtypes import ValueType, value_type
-from .errors import ShapeError
+from .errors import ParameterError, ParameterTypeError, ShapeError
 
 
 class Layer:
@@ -95,9 +95,11 @@ class ReLU(Layer):
     def __init__(self, max_value: float | None = None) -> None:
         if max_value is not None:
             if isinstance(max_value, bool) or not isinstance(max_value, (int, float, np.number)):
-                raise TypeError(f"max_value must be a number, got {type(max_value).__name__}")
+                raise ParameterTypeError(
+                    f"max_value must be a number, got {type(max_value).__name__}"
+                )
             if not math.isfinite(max_value) or max_value <= 0:
-                raise ValueError(f"max_value must be finite and positive, got {max_value}")
+                raise ParameterError(f"max_value must be finite and positive, got {max_value}")
         self.max_value = max_value
 
     def stage(self, following: Layer | None = None) -> tuple[runner.Stage, int]:
@@ -155,7 +157,7 @@ class Product:
     def path(self, value: str) -> None:
         allowed = ("auto", *self._kernels)
         if value not in allowed:
-            raise ValueError(f"path must be one of {', '.join(allowed)}, got {value!r}")
+            raise ParameterError(f"path must be one of {', '.join(allowed)}, got {value!r}")
         self._path = value
 
     def _weight_t(self) -> Matrix:
@@ -317,7 +319,7 @@ class Linear(Product, Layer):
 def check_name(name: object) -> str | None:
     """Validate an optional layer name."""
     if name is not None and not isinstance(name, str):
-        raise TypeError(f"name must be a string, got {type(name).__name__}")
+        raise ParameterTypeError(f"name must be a string, got {type(name).__name__}")
     return name
 
 

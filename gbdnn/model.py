@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator
 
 from . import runner
 from .convert import ArrayLike
-from .errors import DTypeError, GbdnnError, ShapeError
+from .errors import DTypeError, GbdnnError, ParameterTypeError, ShapeError
 from .layers import Layer
 
 
@@ -36,7 +36,9 @@ class Sequential:
             raise GbdnnError("Sequential needs at least one layer")
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
-                raise TypeError(f"layer {i} is a {type(layer).__name__}, not a gbdnn Layer")
+                raise ParameterTypeError(
+                    f"layer {i} is a {type(layer).__name__}, not a gbdnn Layer"
+                )
         weighted = [layer for layer in layers if layer.in_features is not None]
         if not weighted:
             raise GbdnnError("Sequential needs at least one Linear layer to fix its input width")

@@ -15,7 +15,7 @@ import numpy as np
 from graphblas import Matrix
 
 from .convert import dense_float64
-from .errors import GbdnnError, ShapeError, UnsupportedError
+from .errors import GbdnnError, ParameterError, ShapeError, UnsupportedError
 from .io.modelfile import encode_layer, load, save
 from .io.rows import read_rows
 from .layers import Linear, ReLU
@@ -107,7 +107,7 @@ def prune(
             "relative_output_error": [round(e, 6) for e in pruner.errors_],
         }
     else:
-        raise ValueError(f"method must be magnitude or csp, got {method!r}")
+        raise ParameterError(f"method must be magnitude or csp, got {method!r}")
     layer_sparsity = [round(float(1 - m.mean()), 6) for m in pruner.masks_]
     info.update(method=method, sparsity=sparsity, layer_sparsity=layer_sparsity)
     return out, info

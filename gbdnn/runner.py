@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from .convert import ArrayLike, family_of, from_matrices, row_slice, rows_to_numpy, to_matrix
 from .dtypes import ValueType
-from .errors import ShapeError
+from .errors import ParameterError, ShapeError
 from .kernels import batch_threads
 
 Stage = Callable[[Matrix], Matrix]
@@ -63,7 +63,7 @@ def available_cores() -> int:
 
 def _positive_int(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        raise ParameterError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
 
 
@@ -106,7 +106,7 @@ def run(
     """
     family = family_of(x, "X")
     if output not in _OUTPUTS:
-        raise ValueError(f"output must be one of {', '.join(_OUTPUTS)}, got {output!r}")
+        raise ParameterError(f"output must be one of {', '.join(_OUTPUTS)}, got {output!r}")
     out_family = family if output == "auto" else output
     threads = available_cores() if threads is None else _positive_int(threads, "threads")
     if batch_size is None:

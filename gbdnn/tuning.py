@@ -64,6 +64,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import ParameterError
 from .kernels import batch_threads, padded_width, tile_rows
 
 KERNELS = ("sparse", "dense", "dot", "blas")
@@ -174,7 +175,7 @@ def choose(
     if path in kernels:
         return path
     if path != "auto":
-        raise ValueError(f"path {path!r} is not one of this layer's kernels {kernels}")
+        raise ParameterError(f"path {path!r} is not one of this layer's kernels {kernels}")
     costs = costs or current_costs()
     return _cheapest(nrows, nnz_x, n_in, n_out, nnz_w, costs, kernels, cores, spread)
 

@@ -94,12 +94,17 @@ def test_model_construction_errors():
         gbdnn.Sequential([])
     with pytest.raises(gbdnn.GbdnnError, match="at least one Linear"):
         gbdnn.Sequential([gbdnn.ReLU()])
-    with pytest.raises(TypeError, match="layer 0 is a ndarray"):
+    with pytest.raises(gbdnn.ParameterTypeError, match="layer 0 is a ndarray"):
         gbdnn.Sequential([np.ones((2, 2))])
-    with pytest.raises(ValueError, match="max_value must be finite and positive"):
+    with pytest.raises(gbdnn.ParameterError, match="max_value must be finite and positive"):
         gbdnn.ReLU(max_value=-1)
-    with pytest.raises(ValueError, match="max_value must be finite and positive"):
+    with pytest.raises(gbdnn.ParameterError, match="max_value must be finite and positive"):
         gbdnn.ReLU(max_value=float("nan"))
+    with pytest.raises(gbdnn.ParameterError, match="path must be one of"):
+        gbdnn.Linear(np.eye(2), path="gpu")
+    # parameter errors are also the built-in exceptions users catch
+    assert issubclass(gbdnn.ParameterError, ValueError)
+    assert issubclass(gbdnn.ParameterTypeError, TypeError)
 
 
 @pytest.mark.parametrize(
@@ -112,7 +117,7 @@ def test_model_construction_errors():
     ],
 )
 def test_bad_options(model, kwargs, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(gbdnn.ParameterError, match=match):
         model(np.ones((2, 4)), **kwargs)
 
 

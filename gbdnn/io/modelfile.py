@@ -49,7 +49,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..dtypes import value_type
-from ..errors import DTypeError, FileFormatError, GbdnnError, MissingFileError
+from ..errors import DTypeError, FileFormatError, GbdnnError, MissingFileError, ParameterTypeError
 from ..layers import Layer, Linear, ReLU
 from ..model import Sequential
 from ..quant.layers import CodebookLinear, QuantizedLinear
@@ -85,7 +85,7 @@ def save(
         The file written.
     """
     if not isinstance(model, Sequential):
-        raise TypeError(f"model must be a gbdnn.Sequential, not {type(model).__name__}")
+        raise ParameterTypeError(f"model must be a gbdnn.Sequential, not {type(model).__name__}")
     path = Path(path)
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")
@@ -104,7 +104,7 @@ def save(
     try:
         text = json.dumps(header)
     except TypeError as exc:
-        raise TypeError(f"metadata must be JSON-serialisable: {exc}") from None
+        raise ParameterTypeError(f"metadata must be JSON-serialisable: {exc}") from None
     arrays["header"] = np.frombuffer(text.encode(), dtype=np.uint8)
     return atomic_write(path, lambda f: np.savez_compressed(f, **arrays), overwrite=overwrite)
 

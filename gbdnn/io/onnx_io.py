@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import FileFormatError, MissingFileError, UnsupportedError
+from ..errors import FileFormatError, MissingFileError, ParameterTypeError, UnsupportedError
 from ..model import Sequential
 from .files import atomic_write
 from .interop import FloatOp, build_model, float_ops
@@ -223,7 +223,7 @@ def to_onnx(
     from onnx import TensorProto, helper, numpy_helper
 
     if not isinstance(model, Sequential):
-        raise TypeError(f"model must be a gbdnn.Sequential, not {type(model).__name__}")
+        raise ParameterTypeError(f"model must be a gbdnn.Sequential, not {type(model).__name__}")
     npt = model.dtype.numpy
     elem = TensorProto.DOUBLE if npt == np.float64 else TensorProto.FLOAT
     nodes, dense, sparse, current = [], [], [], "X"

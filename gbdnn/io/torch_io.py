@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import UnsupportedError
+from ..errors import ParameterError, ParameterTypeError, UnsupportedError
 from ..model import Sequential
 from .interop import FloatOp, build_model, float_ops
 
@@ -100,7 +100,7 @@ def from_torch(module: Any, *, dtype: str | None = None) -> Sequential:
     torch = _torch()
     nn = torch.nn
     if not isinstance(module, nn.Module):
-        raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+        raise ParameterTypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
     ops = []
     for name, m in _modules(module, ""):
         if isinstance(m, nn.Linear):
@@ -148,7 +148,7 @@ def to_torch(model: Sequential, *, layout: str = "dense") -> Any:
     torch = _torch()
     nn = torch.nn
     if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+        raise ParameterError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     dtype = getattr(torch, model.dtype.name)
     modules = []
     for op in float_ops(model):

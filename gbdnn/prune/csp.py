@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from ..convert import dense_float64
-from ..errors import ShapeError
+from ..errors import ParameterError, ParameterTypeError, ShapeError
 from ..layers import Linear, ReLU
 from ..model import Sequential
 from .masks import check_amount, check_n_m, keep_largest, keep_n_of_m, keep_per_column
@@ -203,20 +203,20 @@ class CSPPruner:
         progress: bool = False,
     ) -> None:
         if solver not in SOLVERS:
-            raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
+            raise ParameterError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
         if budget not in BUDGETS:
-            raise ValueError(f"budget must be one of {', '.join(BUDGETS)}, got {budget!r}")
+            raise ParameterError(f"budget must be one of {', '.join(BUDGETS)}, got {budget!r}")
         if n_m is not None:
             if amount is not None:
-                raise ValueError("n_m fixes the sparsity at 1 - N/M; do not give amount")
+                raise ParameterError("n_m fixes the sparsity at 1 - N/M; do not give amount")
             self.n_m = check_n_m(n_m)
         elif amount is None:
-            raise ValueError("amount is required unless n_m is given")
+            raise ParameterError("amount is required unless n_m is given")
         else:
             self.n_m = None
         self.amount = None if amount is None else check_amount(amount)
         if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
-            raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
+            raise ParameterError(f"max_iter must be a positive integer, got {max_iter!r}")
         self.budget, self.solver, self.max_iter = budget, solver, max_iter
         self.exclude = tuple(exclude)
         self.progress = bool(progress)
@@ -281,7 +281,7 @@ class CSPPruner:
             v = self.solve(w, x)
             self.weights_, self.errors_ = [v], [_relative_error(x @ w, x @ v)]
         else:
-            raise TypeError("CSP prunes one weight matrix or a gbdnn.Sequential")
+            raise ParameterTypeError("CSP prunes one weight matrix or a gbdnn.Sequential")
         self.masks_ = [v != 0 for v in self.weights_]
         return self
 

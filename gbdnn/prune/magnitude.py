@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ParameterError
 from .masks import (
     block_norms,
     check_amount,
@@ -72,16 +73,20 @@ class MagnitudePruner:
         exclude: Iterable[int | str] = (),
     ) -> None:
         if scope not in SCOPES:
-            raise ValueError(f"scope must be one of {', '.join(SCOPES)}, got {scope!r}")
+            raise ParameterError(f"scope must be one of {', '.join(SCOPES)}, got {scope!r}")
         if n_m is not None:
             if amount is not None or block is not None:
-                raise ValueError("n_m fixes the sparsity at 1 - N/M; give neither amount nor block")
+                raise ParameterError(
+                    "n_m fixes the sparsity at 1 - N/M; give neither amount nor block"
+                )
             if scope == "global":
-                raise ValueError("N:M sparsity is per group of M; scope='global' does not apply")
+                raise ParameterError(
+                    "N:M sparsity is per group of M; scope='global' does not apply"
+                )
             self.n_m = check_n_m(n_m)
         else:
             if amount is None:
-                raise ValueError("amount is required unless n_m is given")
+                raise ParameterError("amount is required unless n_m is given")
             self.n_m = None
         self.amount = None if amount is None else check_amount(amount)
         self.scope = scope

@@ -14,13 +14,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..errors import ParameterError, ParameterTypeError
+
 
 def check_amount(amount: object, name: str = "amount") -> float:
     """Validate a sparsity fraction in ``[0, 1)``."""
     if isinstance(amount, bool) or not isinstance(amount, (int, float, np.floating)):
-        raise TypeError(f"{name} must be a number in [0, 1), got {amount!r}")
+        raise ParameterTypeError(f"{name} must be a number in [0, 1), got {amount!r}")
     if not 0 <= amount < 1:
-        raise ValueError(f"{name} must be in [0, 1), got {amount}")
+        raise ParameterError(f"{name} must be in [0, 1), got {amount}")
     return float(amount)
 
 
@@ -28,7 +30,7 @@ def _int_pair(value: object, name: str, what: str) -> tuple[int, int]:
     try:
         first, second = (int(v) for v in value)  # type: ignore[union-attr]
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a pair {what} of integers, got {value!r}") from None
+        raise ParameterError(f"{name} must be a pair {what} of integers, got {value!r}") from None
     return first, second
 
 
@@ -36,9 +38,9 @@ def check_n_m(n_m: object) -> tuple[int, int]:
     """Validate an ``(N, M)`` pattern: keep N of every M, ``1 <= N <= M``."""
     n, m = _int_pair(n_m, "n_m", "(N, M)")
     if m < 1 or n < 1:
-        raise ValueError(f"n_m must have N >= 1 and M >= 1, got {n}:{m}")
+        raise ParameterError(f"n_m must have N >= 1 and M >= 1, got {n}:{m}")
     if n > m:
-        raise ValueError(f"n_m must have N <= M (keep N of every M), got {n}:{m}")
+        raise ParameterError(f"n_m must have N <= M (keep N of every M), got {n}:{m}")
     return n, m
 
 
@@ -46,7 +48,7 @@ def check_block(block: object) -> tuple[int, int]:
     """Validate a block shape ``(rows, cols)`` of positive integers."""
     rows, cols = _int_pair(block, "block", "(rows, cols)")
     if rows < 1 or cols < 1:
-        raise ValueError(f"block must have positive sides, got {rows}x{cols}")
+        raise ParameterError(f"block must have positive sides, got {rows}x{cols}")
     return rows, cols
 
 
@@ -84,7 +86,7 @@ def keep_n_of_m(scores: np.ndarray, n: int, m: int) -> np.ndarray:
     """Mask keeping the N largest of every M consecutive inputs (rows) per column."""
     rows, cols = scores.shape
     if rows % m:
-        raise ValueError(f"N:M needs the input dimension ({rows}) to be a multiple of M = {m}")
+        raise ParameterError(f"N:M needs the input dimension ({rows}) to be a multiple of M = {m}")
     groups = scores.reshape(rows // m, m, cols)
     order = np.argsort(groups, axis=1, kind="stable")[:, : m - n, :]
     mask = np.ones(groups.shape, dtype=bool)
@@ -96,7 +98,7 @@ def block_norms(scores: np.ndarray, block: tuple[int, int]) -> np.ndarray:
     """Frobenius norm of each ``block`` of ``scores``."""
     (rows, cols), (bh, bw) = scores.shape, block
     if rows % bh or cols % bw:
-        raise ValueError(f"block {bh}x{bw} does not divide the {rows}x{cols} weight")
+        raise ParameterError(f"block {bh}x{bw} does not divide the {rows}x{cols} weight")
     tiles = scores.reshape(rows // bh, bh, cols // bw, bw)
     return np.sqrt(np.square(tiles, dtype=np.float64).sum(axis=(1, 3)))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import ParameterError
 from .masks import check_amount
 from .targets import apply_masks
 
@@ -49,7 +50,7 @@ class Schedule:
             ("frequency", frequency, 1),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+                raise ParameterError(f"{name} must be an integer >= {low}, got {value!r}")
         self.begin_step, self.n_steps, self.frequency = begin_step, n_steps, frequency
 
     @property
@@ -121,7 +122,7 @@ class PruningScheduler:
 
     def __init__(self, pruner: Any, schedule: Schedule) -> None:
         if getattr(pruner, "amount", None) is None:
-            raise ValueError("the pruner must prune by amount (N:M patterns have no schedule)")
+            raise ParameterError("the pruner must prune by amount (N:M patterns have no schedule)")
         self.pruner, self.schedule = pruner, schedule
         self.step_ = -1
         self.sparsity_ = 0.0

@@ -19,7 +19,7 @@ import scipy.sparse as sp
 
 from ..convert import check_finite_matrix, dense_float64
 from ..dtypes import check_real_dtype
-from ..errors import GbdnnError, ShapeError
+from ..errors import GbdnnError, ParameterError, ParameterTypeError, ShapeError
 from ..layers import Linear
 from ..model import Sequential
 
@@ -42,7 +42,7 @@ def _dense(w: Any, where: str) -> np.ndarray:
         check_finite_matrix(w, where)
         return w.to_dense(fill_value=0).astype(np.float64)
     if not (sp.issparse(w) or isinstance(w, np.ndarray)):
-        raise TypeError(
+        raise ParameterTypeError(
             f"{where} must be a numpy array, scipy sparse matrix, graphblas.Matrix, "
             f"gbdnn.Sequential or torch.nn.Module, not {type(w).__name__}"
         )
@@ -94,7 +94,7 @@ class Target:
             if e not in names and not (isinstance(e, int) and 0 <= e < len(items))
         }
         if unknown:
-            raise ValueError(f"exclude names no layer: {sorted(map(str, unknown))}")
+            raise ParameterError(f"exclude names no layer: {sorted(map(str, unknown))}")
         self.slots = [
             Slot(key, name, _dense(w, f"weight {key}"))
             for pos, (key, name, w) in enumerate(items)
@@ -116,7 +116,7 @@ class Target:
         compressed-sensing solver may also have changed the kept values).
         """
         if len(new_weights) != len(self.slots):
-            raise ValueError(f"expected {len(self.slots)} weights, got {len(new_weights)}")
+            raise ParameterError(f"expected {len(self.slots)} weights, got {len(new_weights)}")
         for slot, w in zip(self.slots, new_weights, strict=True):
             if w.shape != slot.dense.shape:
                 raise ShapeError(f"weight {slot.key}: shape {w.shape}, fitted {slot.dense.shape}")
@@ -183,7 +183,9 @@ def _write(w: Any, new: np.ndarray, inplace: bool) -> Any:
         w.data[...] = new[coo.row, coo.col]
         w.eliminate_zeros()
         return w
-    raise TypeError(f"inplace=True is not supported for scipy {w.format} matrices; use CSR")
+    raise ParameterTypeError(
+        f"inplace=True is not supported for scipy {w.format} matrices; use CSR"
+    )
 
 
 def apply_masks(

@@ -28,6 +28,8 @@ from functools import cache
 
 import numpy as np
 
+from ..errors import ParameterError
+
 METHODS = ("max", "percentile", "mse", "sawb")
 #: SAWB is fitted on each distribution whole and with all but these fractions pruned.
 PRUNED_FRACTIONS = (1.0, 0.5, 0.2, 0.1, 0.05)
@@ -37,7 +39,7 @@ _GRID = np.linspace(0.05, 1.0, 96)
 def check_bits(bits: object) -> int:
     """Validate a bit width in 2..8."""
     if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 2 <= bits <= 8:
-        raise ValueError(f"bits must be an integer from 2 to 8, got {bits!r}")
+        raise ParameterError(f"bits must be an integer from 2 to 8, got {bits!r}")
     return int(bits)
 
 
@@ -88,9 +90,9 @@ def thresholds(
     harmless scale).
     """
     if method not in METHODS:
-        raise ValueError(f"clip must be one of {', '.join(METHODS)}, got {method!r}")
+        raise ParameterError(f"clip must be one of {', '.join(METHODS)}, got {method!r}")
     if not 0 < percentile <= 100:
-        raise ValueError(f"percentile must be in (0, 100], got {percentile}")
+        raise ParameterError(f"percentile must be in (0, 100], got {percentile}")
     out = []
     for mags in _columns(values, per_channel):
         if mags.size == 0:

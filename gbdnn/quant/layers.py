@@ -36,7 +36,7 @@ from graphblas import Matrix, Vector, binary, select, semiring, unary
 
 from ..convert import dense_float64
 from ..dtypes import value_type
-from ..errors import ShapeError
+from ..errors import ParameterError, ParameterTypeError, ShapeError
 from ..layers import Layer, Linear, Product, ReLU, affine_stage, check_name
 from ..model import Sequential
 from ..runner import Stage
@@ -104,16 +104,16 @@ class QuantizedLinear(Product, Layer):
         self.dtype = _FP32
         wi = sp.csr_array(weight_int)
         if not np.issubdtype(wi.dtype, np.integer):
-            raise TypeError(f"weight_int must hold integers, got {wi.dtype}")
+            raise ParameterTypeError(f"weight_int must hold integers, got {wi.dtype}")
         wi.eliminate_zeros()
         self.in_features, self.out_features = wi.shape
         scale = np.asarray(weight_scale, dtype=np.float32).ravel()
         if scale.size not in (1, self.out_features):
             raise ShapeError(f"weight_scale must have 1 or {self.out_features} entries")
         if not (np.isfinite(scale).all() and (scale > 0).all()):
-            raise ValueError("weight_scale must be finite and positive")
+            raise ParameterError("weight_scale must be finite and positive")
         if not (np.isfinite(input_scale) and input_scale > 0):
-            raise ValueError(f"input_scale must be finite and positive, got {input_scale}")
+            raise ParameterError(f"input_scale must be finite and positive, got {input_scale}")
         self.weight_scale = scale
         self.weight_zero_point = np.broadcast_to(
             np.asarray(weight_zero_point, dtype=np.int32), scale.shape
@@ -230,13 +230,13 @@ class CodebookLinear(Linear):
         codes = np.asarray(codes, dtype=np.uint8)
         tables = np.asarray(tables, dtype=np.float32)
         if codes.size != pattern.nnz or (codes.size and codes.max() >= 2**bits):
-            raise ValueError("codes must hold one index below 2^bits per stored weight")
+            raise ParameterError("codes must hold one index below 2^bits per stored weight")
         cols = pattern.indices if per_channel else np.zeros(pattern.nnz, dtype=np.int64)
         values = tables[cols, codes]
         weight = sp.csr_array((values, pattern.indices, pattern.indptr), shape=pattern.shape)
         super().__init__(weight, bias, dtype="float32", name=name)
         if self.nnz != pattern.nnz:
-            raise ValueError("a codebook centroid is 0: zero weights must not be stored")
+            raise ParameterError("a codebook centroid is 0: zero weights must not be stored")
         self.codes, self.tables, self.bits, self.per_channel = codes, tables, bits, per_channel
 
 

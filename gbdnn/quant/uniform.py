@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..convert import dense_float64
-from ..errors import ShapeError
+from ..errors import ParameterError, ShapeError
 from .clipping import check_bits, thresholds
 
 
@@ -129,9 +129,9 @@ class ActivationQuantizer:
     def __init__(self, bits: int = 8, *, method: str = "minmax", percentile: float = 99.99):
         self.bits = check_bits(bits)
         if method not in self.METHODS:
-            raise ValueError(f"method must be one of {', '.join(self.METHODS)}, got {method!r}")
+            raise ParameterError(f"method must be one of {', '.join(self.METHODS)}, got {method!r}")
         if not 0 < percentile <= 100:
-            raise ValueError(f"percentile must be in (0, 100], got {percentile}")
+            raise ParameterError(f"percentile must be in (0, 100], got {percentile}")
         self.method, self.percentile = method, percentile
 
     def fit(self, x: np.ndarray) -> ActivationQuantizer:
