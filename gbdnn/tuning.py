@@ -15,7 +15,10 @@ call (``*_call``; per tile for the dense kernel, see
               Challenge's: far fewer), so a layer passes the entries per
               multiply-add of its last sparse product (``spread``); before
               any, ``e`` counts as 0. A full X is accumulated into a full
-              zero result instead: ``sparse_full_mac * b nnz(W)``.
+              zero result instead: ``sparse_full_mac * b nnz(W)`` plus
+              ``sparse_full_entry * b (in + out)``, SuiteSparse's loop over
+              every activation and the zero result (what a product on
+              weights with a few entries per row spends its time on).
 ``"dense"``   :func:`gbdnn.kernels.plus_times_dense`, ``W' X'`` into a full
               result: ``dense_mac * b16 nnz(W)``, ``b16`` the batch padded to
               whole tiles, plus ``dense_entry * b16 (in + out)`` for
@@ -47,8 +50,8 @@ batch shapes.
 
 The default costs are :func:`calibrate`'s on the project's 2-core machines
 (2048-wide layers, not the benchmark grid's sizes; each the median of three
-runs); run it (or ``gbdnn bench calibrate``) to measure this machine's and
-cache them in
+runs, the two ``sparse_full`` costs of nine); run it (or ``gbdnn bench
+calibrate``) to measure this machine's and cache them in
 ``$XDG_CACHE_HOME/gbdnn/costs.json`` (``~/.cache`` by default), where gbdnn
 reads them from then on.
 """
@@ -84,7 +87,8 @@ class Costs:
 
     sparse_mac: float = 7.9e-10
     sparse_out: float = 5.2e-8
-    sparse_full_mac: float = 9.8e-10
+    sparse_full_mac: float = 1.05e-9
+    sparse_full_entry: float = 9e-10
     dense_mac: float = 1.9e-10
     dense_entry: float = 1.7e-9
     dot_mac: float = 1.65e-9
@@ -138,7 +142,7 @@ def estimates(
     tiles = -(-nrows // tile_rows(n_in, n_out, 4))
     full = nnz_x == nrows * n_in
     if full:
-        sparse = c.sparse_full_mac * nrows * nnz_w
+        sparse = (c.sparse_full_mac * nnz_w + c.sparse_full_entry * (n_in + n_out)) * nrows
     else:
         macs = multiply_adds(nnz_x, nnz_w, n_in)
         entries = min(macs * (spread or 0.0), nrows * n_out)
@@ -237,7 +241,8 @@ def calibrate(
     worker busy as in :meth:`gbdnn.Sequential.predict`: the dense kernel and
     BLAS on full batches of ``rows`` rows, the sparse kernel on the full
     batches and on 10 % dense rows, through this weight and a 0.2 % dense one
-    (which separates multiply-adds from result entries), the dot kernel on
+    (which separates multiply-adds from result entries, and on full batches
+    from the loop over activations), the dot kernel on
     batches of ``DOT_ROWS`` full rows; BLAS once more on one-row batches, which
     measures reading the weight; the dense kernel once more on an empty weight,
     which measures making ``X'`` and ``Z``. The fixed costs
@@ -279,13 +284,25 @@ def calibrate(
     # sparse_mac * m + sparse_out * e on 10 % dense rows, through the 10 % dense weight
     # (multiply-adds dominate) and a 0.2 % dense one (entries of Z dominate)
     sparse_in = [batch(rows, 0.1) for _ in range(threads)]
+    few_per_row = weight(0.002)[1]
     terms, seconds = [], []
-    for weights in (wm, weight(0.002)[1]):
+    for weights in (wm, few_per_row):
         macs = multiply_adds(sparse_in[0].nvals, weights.nvals, size)
         terms.append([macs, kernels.plus_times(sparse_in[0], weights).nvals])
         seconds.append(_seconds(lambda x, w=weights: kernels.plus_times(x, w), sparse_in))
     sparse_mac, sparse_out = np.maximum(np.linalg.solve(terms, seconds), 1e-14)
-    sparse_full_mac = _seconds(lambda x: kernels.plus_times(x, wm), full) / (rows * nnz)
+    # full rows: (sparse_full_mac nnz(W) + sparse_full_entry (in + out)) rows. The entry
+    # term decides against the dense kernel on weights with a few entries per row, whose
+    # products are small and run as one batch: measured so, the two weights separating
+    # the terms. The multiply-adds with every worker busy, as the other kernels' work.
+    terms = [[rows * weights.nvals, rows * 2 * size] for weights in (wm, few_per_row)]
+    seconds = [
+        _call_seconds(lambda x, w=weights: kernels.plus_times(x, w), full[0], threads, 50)
+        for weights in (wm, few_per_row)
+    ]
+    sparse_full_entry = max(np.linalg.solve(terms, seconds)[1], 1e-14)
+    busy = _seconds(lambda x: kernels.plus_times(x, wm), full) / rows
+    sparse_full_mac = max(busy - sparse_full_entry * 2 * size, 1e-14) / nnz
     # the dense kernel's moving of X' and Z: its time on an empty weight, less the fixed cost
     empty = kernels.sparse_format(gb.Matrix(wt.dtype, size, size))
     moving = _call_seconds(lambda x: kernels.plus_times_dense(x, empty), full[0], threads)
@@ -315,7 +332,8 @@ def calibrate(
     costs = Costs(
         sparse_mac=float(sparse_mac),
         sparse_out=float(sparse_out),
-        sparse_full_mac=sparse_full_mac,
+        sparse_full_mac=float(sparse_full_mac),
+        sparse_full_entry=float(sparse_full_entry),
         dense_mac=dense_mac,
         dense_entry=dense_entry,
         dot_mac=dot_mac,

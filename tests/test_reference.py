@@ -200,6 +200,11 @@ def test_path_choice():
     # a full batch of 64 on very sparse weights: the sparse kernel, as the dense
     # kernel's transposes cost more than the products
     assert tuning.choose("auto", 64, 64 * 1024, 1024, 1024, 1049, costs) == "sparse"
+    # ... but not 4096 wide, where its loop over every activation and the zero result
+    # (sparse_full_entry, 4 entries of Z per stored weight) cost more than the dense kernel
+    assert tuning.choose("auto", 64, 64 * 4096, 4096, 4096, 16777, costs) == "dense"
+    no_entry = dataclasses.replace(costs, sparse_full_entry=0.0)
+    assert tuning.choose("auto", 64, 64 * 4096, 4096, 4096, 16777, no_entry) == "sparse"
     assert tuning.estimates(64, 64 * 1024, 1024, 1024, 0, costs)["dense"] == pytest.approx(
         costs.dense_call + costs.dense_entry * 64 * 2048
     )
