@@ -25,8 +25,12 @@ call (``*_call``; per tile for the dense kernel, see
               making ``X'`` and ``Z`` (a transpose in, and one out for
               batches of more than one tile).
 ``"dot"``     :func:`gbdnn.kernels.plus_times_dot`, ``W' X'`` as dot products
-              of rows: ``dot_mac * b nnz(W) / cores``, over the cores the
-              batch has; for batches of at most ``DOT_MAX_ROWS`` full rows
+              of rows: ``dot_mac * b nnz(W) / t``, ``t`` the threads
+              SuiteSparse gives it: one per ``DOT_CHUNK`` entries of W and X,
+              at most the cores the batch has (a one-row product through
+              1024x1024 at 90 % runs on one thread, and took the dot kernel
+              1.2-1.4x the sparse kernel's time); for batches of at most
+              ``DOT_MAX_ROWS`` full rows
               (it makes sparse rows full first: 1.4-6.8x slower than the
               sparse kernel on one-row inputs with 50-80 % zeros).
 ``"blas"``    :func:`gbdnn.kernels.plus_times_blas`, NumPy's dense BLAS:
@@ -78,6 +82,9 @@ DOT_ROWS = 2
 #: of the ``b x out`` dot products, stored weights or not (64 rows through a
 #: 1024x1024 layer at 99.9 % sparsity took 3x the sparse kernel's time).
 DOT_MAX_ROWS = 4
+#: SuiteSparse's dot kernel runs one thread per this many entries of its operands
+#: (its default chunk; seen in its burble: 105 thousand entries, one thread).
+DOT_CHUNK = 65536
 
 
 @dataclass(frozen=True)
@@ -151,7 +158,8 @@ def estimates(
         "sparse": c.sparse_call + sparse,
         "dense": c.dense_call * tiles
         + (c.dense_mac * nnz_w + c.dense_entry * (n_in + n_out)) * padded_width(nrows),
-        "dot": c.dot_call + c.dot_mac * nrows * nnz_w / cores
+        "dot": c.dot_call
+        + c.dot_mac * nrows * nnz_w / max(1, min(cores, (nnz_w + nnz_x) // DOT_CHUNK))
         if nrows <= DOT_MAX_ROWS and full
         else float("inf"),
         "blas": c.blas_call + (c.blas_mac * nrows + c.blas_weight) * n_in * n_out,

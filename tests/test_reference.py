@@ -197,6 +197,9 @@ def test_path_choice():
     assert tuning.choose("auto", 1, 2048, 4096, 4096, 4096 * 410, costs, cores=2) == "sparse"
     assert tuning.choose("auto", 2, 2 * 4096, 4096, 4096, 4096 * 205, costs, cores=2) == "dot"
     assert tuning.choose("auto", 2, 2 * 4096, 4096, 4096, 4096 * 205, costs) == "sparse"
+    # ... only where SuiteSparse gives it those cores: one thread per DOT_CHUNK entries
+    # (one row through 1024x1024 at 95 %, 52 thousand weights: one thread)
+    assert tuning.choose("auto", 1, 1024, 1024, 1024, 52429, costs, cores=2) == "sparse"
     # a full batch of 64 on very sparse weights: the sparse kernel, as the dense
     # kernel's transposes cost more than the products
     assert tuning.choose("auto", 64, 64 * 1024, 1024, 1024, 1049, costs) == "sparse"
