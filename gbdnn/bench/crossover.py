@@ -7,7 +7,11 @@ the setup (conversions, formats) is untimed; the call is warmed up once, then
 repeated until ``budget`` seconds or ``max_repeats``, whichever comes first,
 but for at least ``min_seconds`` (sub-millisecond calls get hundreds of
 repeats, their medians are otherwise noise); the median and the
-interquartile range are kept. The result is checked against a float64 NumPy
+interquartile range are kept. Each implementation is timed after ``settle``
+idle seconds: thread pools of the one before keep their cores busy for a
+while after their last call (OpenBLAS spins ~0.1 s), which made the next one
+up to 1.4x slower (gbdnn on 1024 rows through 4096x4096 at 90 %: 212 ms right
+after a NumPy product, 149 ms after 0.3 s of idle). The result is checked against a float64 NumPy
 reference after timing: relative error below 1e-10 (FP64), 1e-4 (FP32) or
 0.1 (int8, a quantized result).
 """
@@ -63,6 +67,7 @@ class Grid:
     budget: float = 0.5
     max_repeats: int = 10
     min_seconds: float = 0.05
+    settle: float = 0.15
     seed: int = 0
     implementations: tuple[str, ...] | None = field(default=None)
 
@@ -202,6 +207,7 @@ def run_grid(
                 cache[data_key][dtype] = conversion_seconds(x, dtype)
             convert = cache[data_key][dtype]
             run, to_dense, nbytes = prepare(w, x, dtype)
+            time.sleep(grid.settle)  # the previous implementation's threads go idle
             out, median, iqr, repeats = _time(run, grid.budget, grid.max_repeats, grid.min_seconds)
             got = to_dense(out).astype(np.float64)
             err = float(np.linalg.norm(got - ref) / max(np.linalg.norm(ref), 1e-300))
