@@ -305,7 +305,7 @@ def calibrate(
     # the terms. The multiply-adds with every worker busy, as the other kernels' work.
     terms = [[rows * weights.nvals, rows * 2 * size] for weights in (wm, few_per_row)]
     seconds = [
-        _call_seconds(lambda x, w=weights: kernels.plus_times(x, w), full[0], threads, 50)
+        _call_seconds(lambda x, w=weights: kernels.plus_times(x, w), full[0], threads, repeats=50)
         for weights in (wm, few_per_row)
     ]
     sparse_full_entry = max(np.linalg.solve(terms, seconds)[1], 1e-14)
