@@ -191,9 +191,10 @@ class Product:
     def product(self, z: Matrix) -> Matrix:
         """``Z W`` by the kernel the layer's ``path`` picks for this batch.
 
-        Under ``path="auto"``, a sparse product of a sparse batch records how
-        many entries of the result each multiply-add made, which the next
-        batches' choice uses.
+        A Gustavson product of a sparse batch records how many entries of the
+        result each multiply-add made, which the next batches' choices use
+        (of the kernel, and of whether the sparse kernel makes a sparse batch
+        full first).
         """
         nnz_x = kernels.nvals(z)
         kind = tuning.choose(
@@ -206,9 +207,13 @@ class Product:
             spread=self._spread,
         )
         if kind == "sparse":
-            out = kernels.plus_times(z, self._stored)
             n_in, _, nnz_w = self._dims
-            if self.path == "auto" and nnz_x < z.shape[0] * n_in:  # a sparse X
+            sparse_x = nnz_x < z.shape[0] * n_in
+            fill = sparse_x and tuning.fills(
+                z.shape[0], nnz_x, *self._dims, tuning.current_costs(), self._spread
+            )
+            out = kernels.plus_times(z, self._stored, fill=fill)
+            if sparse_x and not fill:
                 macs = tuning.multiply_adds(nnz_x, nnz_w, n_in)
                 if macs:
                     self._spread = kernels.nvals(out) / macs

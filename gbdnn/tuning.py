@@ -18,7 +18,13 @@ call (``*_call``; per tile for the dense kernel, see
               zero result instead: ``sparse_full_mac * b nnz(W)`` plus
               ``sparse_full_entry * b (in + out)``, SuiteSparse's loop over
               every activation and the zero result (what a product on
-              weights with a few entries per row spends its time on).
+              weights with a few entries per row spends its time on). A
+              sparse X is made full first (``fill_entry * b in``, see
+              below) where that is cheaper than Gustavson: on weights with
+              a few entries per row, each stored activation costs
+              Gustavson far more than a position costs the loop over a
+              full X (64 rows through 1024x1024 at 99.9 %, 20 % of X
+              stored: 0.87 ms on X as stored, 0.28 ms on X full).
 ``"dense"``   :func:`gbdnn.kernels.plus_times_dense`, ``W' X'`` into a full
               result: ``dense_mac * b16 nnz(W)``, ``b16`` the batch padded to
               whole tiles, plus ``dense_entry * b16 (in + out)`` for
@@ -39,7 +45,9 @@ call (``*_call``; per tile for the dense kernel, see
               batch (a matrix-vector product is limited by memory, not by
               arithmetic).
 
-The other kernels' per-activation costs (converting ``X``, writing ``Z``) are
+Every kernel but Gustavson reads ``X`` full: a sparse ``X`` is made full
+first, ``fill_entry * b in`` more (:func:`gbdnn.kernels.dense_rows`). The
+other per-activation costs (writing ``Z`` for the sparse kernel and BLAS) are
 left out; ``gbdnn bench crossover`` reports how close the choice comes to the
 faster kernel at every point.
 
@@ -54,7 +62,7 @@ batch shapes.
 
 The default costs are :func:`calibrate`'s on the project's 2-core machines
 (2048-wide layers, not the benchmark grid's sizes; each the median of three
-runs, the two ``sparse_full`` costs of nine); run it (or ``gbdnn bench
+runs, the two ``sparse_full`` costs and ``fill_entry`` of nine); run it (or ``gbdnn bench
 calibrate``) to measure this machine's and cache them in
 ``$XDG_CACHE_HOME/gbdnn/costs.json`` (``~/.cache`` by default), where gbdnn
 reads them from then on.
@@ -96,6 +104,7 @@ class Costs:
     sparse_out: float = 5.2e-8
     sparse_full_mac: float = 1.05e-9
     sparse_full_entry: float = 9e-10
+    fill_entry: float = 4.7e-9
     dense_mac: float = 1.9e-10
     dense_entry: float = 1.7e-9
     dot_mac: float = 1.65e-9
@@ -148,22 +157,53 @@ def estimates(
     c = costs or current_costs()
     tiles = -(-nrows // tile_rows(n_in, n_out, 4))
     full = nnz_x == nrows * n_in
-    if full:
-        sparse = (c.sparse_full_mac * nnz_w + c.sparse_full_entry * (n_in + n_out)) * nrows
-    else:
-        macs = multiply_adds(nnz_x, nnz_w, n_in)
-        entries = min(macs * (spread or 0.0), nrows * n_out)
-        sparse = c.sparse_mac * macs + c.sparse_out * entries
+    fill = 0.0 if full else c.fill_entry * nrows * n_in  # X made full
     return {
-        "sparse": c.sparse_call + sparse,
+        "sparse": c.sparse_call + min(_sparse_seconds(nrows, nnz_x, n_in, n_out, nnz_w, c, spread)),
         "dense": c.dense_call * tiles
+        + fill
         + (c.dense_mac * nnz_w + c.dense_entry * (n_in + n_out)) * padded_width(nrows),
         "dot": c.dot_call
         + c.dot_mac * nrows * nnz_w / max(1, min(cores, (nnz_w + nnz_x) // DOT_CHUNK))
         if nrows <= DOT_MAX_ROWS and full
         else float("inf"),
-        "blas": c.blas_call + (c.blas_mac * nrows + c.blas_weight) * n_in * n_out,
+        "blas": c.blas_call + fill + (c.blas_mac * nrows + c.blas_weight) * n_in * n_out,
     }
+
+
+def _sparse_seconds(
+    nrows: int,
+    nnz_x: int,
+    n_in: int,
+    n_out: int,
+    nnz_w: int,
+    c: Costs,
+    spread: float | None,
+) -> tuple[float, float]:
+    """The sparse kernel's work: (Gustavson on X as stored, X made full and accumulated
+    into a full zero Z); the same for a full X."""
+    full = (c.sparse_full_mac * nnz_w + c.sparse_full_entry * (n_in + n_out)) * nrows
+    if nnz_x == nrows * n_in:
+        return full, full
+    macs = multiply_adds(nnz_x, nnz_w, n_in)
+    entries = min(macs * (spread or 0.0), nrows * n_out)
+    return c.sparse_mac * macs + c.sparse_out * entries, full + c.fill_entry * nrows * n_in
+
+
+@lru_cache(maxsize=4096)
+def fills(
+    nrows: int,
+    nnz_x: int,
+    n_in: int,
+    n_out: int,
+    nnz_w: int,
+    costs: Costs,
+    spread: float | None = None,
+) -> bool:
+    """Whether the sparse kernel makes a sparse ``X`` full first (see the module
+    documentation): bit for bit the same result, as zero terms add nothing."""
+    gustavson, filled = _sparse_seconds(nrows, nnz_x, n_in, n_out, nnz_w, costs, spread)
+    return filled < gustavson
 
 
 def choose(
@@ -250,7 +290,7 @@ def calibrate(
     BLAS on full batches of ``rows`` rows, the sparse kernel on the full
     batches and on 10 % dense rows, through this weight and a 0.2 % dense one
     (which separates multiply-adds from result entries, and on full batches
-    from the loop over activations), the dot kernel on
+    from the loop over activations); making 30 % dense rows full; the dot kernel on
     batches of ``DOT_ROWS`` full rows; BLAS once more on one-row batches, which
     measures reading the weight; the dense kernel once more on an empty weight,
     which measures making ``X'`` and ``Z``. The fixed costs
@@ -311,6 +351,12 @@ def calibrate(
     sparse_full_entry = max(np.linalg.solve(terms, seconds)[1], 1e-14)
     busy = _seconds(lambda x: kernels.plus_times(x, wm), full) / rows
     sparse_full_mac = max(busy - sparse_full_entry * 2 * size, 1e-14) / nnz
+    # making a sparse X full: rows 30 % dense (a ReLU's output; SuiteSparse holds them as a
+    # bitmap), every worker busy
+    relu_out = [batch(rows, 0.3) for _ in range(threads)]
+    fill_entry = _seconds(lambda x: kernels.dense_rows(x, x.dtype.np_type), relu_out) / (
+        rows * size
+    )
     # the dense kernel's moving of X' and Z: its time on an empty weight, less the fixed cost
     empty = kernels.sparse_format(gb.Matrix(wt.dtype, size, size))
     moving = _call_seconds(lambda x: kernels.plus_times_dense(x, empty), full[0], threads)
@@ -342,6 +388,7 @@ def calibrate(
         sparse_out=float(sparse_out),
         sparse_full_mac=float(sparse_full_mac),
         sparse_full_entry=float(sparse_full_entry),
+        fill_entry=fill_entry,
         dense_mac=dense_mac,
         dense_entry=dense_entry,
         dot_mac=dot_mac,

@@ -50,6 +50,24 @@ def test_crossovers_per_peer():
     assert found["SciPy CSR"] is None
 
 
+def test_dense_peer_is_pooled_over_sparsities():
+    # NumPy dense slow at 0.5 only (a noisy spell): gbdnn is not faster than its usual
+    # 1.0 there, so the crossover stays where the median puts it, not at 0.5
+    rows = rows_for(
+        {
+            "gbdnn": {0.5: 2.0, 0.9: 0.5, 0.99: 0.25},
+            "NumPy dense": {0.5: 9.0, 0.9: 1.0, 0.99: 1.0},
+            "SciPy CSR": {0.5: 9.0, 0.9: 1.0, 0.99: 1.0},
+        }
+    )
+    found = {c["peer"]: c for c in crossovers(rows)}
+    assert found["NumPy dense"]["peer_s"] == 1.0
+    assert found["NumPy dense"]["crossover"] == pytest.approx(0.7)
+    # a sparse peer's work depends on the sparsity: compared point by point
+    assert found["SciPy CSR"]["peer_s"] is None
+    assert found["SciPy CSR"]["crossover"] == 0.5
+
+
 @pytest.fixture
 def tiny():
     return Grid(

@@ -50,6 +50,26 @@ def test_non_finite_inputs(model, bad):
         model(gb.Matrix.from_dense(x, missing_value=0))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_non_finite_check_of_a_bitmap_input(model, dtype):
+    # a bitmap's values where it has no entry are undefined: NaN there is no error,
+    # NaN in an entry is; finite values whose sum overflows are no error either
+    rng = np.random.default_rng(3)
+    present = rng.random((40, 4)) < 0.5
+    x = np.where(present, rng.normal(size=present.shape), 0).astype(dtype)
+    garbage = np.where(present, x, np.nan).astype(dtype)
+    bitmap = gb.Matrix.ss.import_bitmapr(bitmap=present, values=garbage)
+    assert bitmap.ss.format == "bitmapr"
+    np.testing.assert_allclose(model(bitmap, output="numpy"), model(x), rtol=1e-6)
+    huge = gb.Matrix.ss.import_bitmapr(
+        bitmap=present, values=np.where(present, np.finfo(dtype).max, np.nan).astype(dtype)
+    )
+    model(huge, check_finite=True)  # the sum overflows, every entry is finite
+    garbage[present.nonzero()[0][0], present.nonzero()[1][0]] = np.inf
+    with pytest.raises(gbdnn.NonFiniteError, match="X contains NaN or Inf"):
+        model(gb.Matrix.ss.import_bitmapr(bitmap=present, values=garbage))
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_non_finite_weights_and_bias(bad):
     w = np.ones((3, 3))

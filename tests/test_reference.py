@@ -223,6 +223,17 @@ def test_path_choice():
         )
     assert tuning.choose("auto", 64, 64 * 820, 4096, 4096, 4096 * 41, costs, spread=0.6) == "dense"
     assert tuning.choose("auto", 64, 64 * 8, 4096, 4096, 4096 * 41, costs, spread=1.0) == "sparse"
+    # on weights with about one entry per row, the sparse kernel makes ReLU-like
+    # activations full first (Gustavson pays per stored activation and result entry),
+    # once it has seen how many result entries they make
+    assert tuning.choose("auto", 64, 64 * 205, 1024, 1024, 1049, costs, spread=1.0) == "sparse"
+    assert tuning.fills(64, 64 * 205, 1024, 1024, 1049, costs, 1.0)
+    assert not tuning.fills(64, 64 * 205, 1024, 1024, 1049, costs, None)
+    assert not tuning.fills(64, 64 * 51, 1024, 1024, 104858, costs, 1.0)  # denser weights
+    # the kernels that read X full pay for making a sparse X full
+    sparse_x, full_x = (tuning.estimates(64, n, 1024, 1024, 1049, costs) for n in (13120, 65536))
+    for kernel in ("dense", "blas"):
+        assert sparse_x[kernel] - full_x[kernel] == pytest.approx(costs.fill_entry * 64 * 1024)
     assert tuning.choose("blas", 1, 1, 10, 10, 1, costs) == "blas"
     # choices are remembered, the costs part of the question: other costs, other answer
     slow_dense = dataclasses.replace(costs, dense_mac=1.0)
@@ -267,6 +278,29 @@ def test_layer_learns_result_entries_per_multiply_add(structured, monkeypatch):
     assert len(chosen) == 2 and chosen[1] == ("sparse" if structured else "dense")
     layer.set_weight(w)  # new weights: learnt afresh
     assert layer._spread is None
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sparse_kernel_on_activations_made_full_is_bit_identical(monkeypatch, dtype):
+    # making a sparse X full adds only zero terms, in the same order: the same bits
+    rng = np.random.default_rng(21)
+    w = rng.normal(size=(300, 200)) * (rng.random((300, 200)) < 0.02)
+    x = np.maximum(rng.normal(size=(50, 300)), 0) * (rng.random((50, 300)) < 0.4)
+    layer = gbdnn.Linear(w, rng.normal(size=200), dtype=dtype, path="sparse")
+    xm = gb.Matrix.from_dense(x.astype(dtype), missing_value=0)  # a bitmap
+    results, made_full = {}, []
+    real_dense_rows = gbdnn.kernels.dense_rows
+    monkeypatch.setattr(
+        gbdnn.kernels, "dense_rows", lambda *a, **k: made_full.append(1) or real_dense_rows(*a, **k)
+    )
+    for fill in (False, True):
+        monkeypatch.setattr(gbdnn.tuning, "fills", lambda *args, fill=fill: fill)
+        made_full.clear()
+        results[fill] = layer(xm, output="numpy", check_finite=False)
+        assert len(made_full) == fill + 1  # (the other: the result to NumPy)
+    np.testing.assert_array_equal(results[True], results[False])
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(results[True], x @ w + layer.bias, rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -412,6 +446,32 @@ def test_dense_rows_fills_missing_entries_with_zeros(fmt, dtype, by_column):
     stored = kernels.dense_stored(m, np.dtype(np.float64))  # no transpose: F-ordered if by column
     assert stored.flags.f_contiguous if by_column else stored.flags.c_contiguous
     np.testing.assert_array_equal(stored, x.astype(np.float64))
+
+
+@pytest.mark.parametrize("by_column", [False, True])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int8"])
+def test_dense_rows_of_a_bitmap_ignores_values_where_it_has_no_entry(dtype, by_column):
+    # a bitmap's values at positions without an entry are undefined: NaN here must not leak
+    from gbdnn import kernels
+
+    rng = np.random.default_rng(12)
+    present = rng.random((33, 70)) < 0.5
+    x = (rng.normal(size=present.shape) * 10).astype(dtype)
+    values = np.where(present, x, np.nan if dtype.startswith("float") else 7).astype(dtype)
+    m = Matrix.ss.import_bitmapr(bitmap=present, values=values)
+    if by_column:
+        m.ss.config["format"] = "by_col"
+    assert m.ss.format == ("bitmapc" if by_column else "bitmapr")
+    want = np.where(present, x, 0).astype(dtype)
+    for transpose in (False, True):
+        got = kernels.dense_rows(m, np.dtype(dtype), transpose=transpose)
+        assert got.flags.c_contiguous and got.flags.owndata and got.dtype == dtype
+        assert got.ctypes.data % kernels.ALIGNMENT == 0
+        np.testing.assert_array_equal(got, want.T if transpose else want)
+    np.testing.assert_array_equal(m.to_dense(fill_value=0), want)  # the input is untouched
+    # one value for every entry (iso)
+    iso = Matrix.ss.import_bitmapr(bitmap=present, values=np.array([3], dtype), is_iso=True)
+    np.testing.assert_array_equal(kernels.dense_rows(iso, np.dtype(dtype)), 3 * present)
 
 
 @pytest.mark.parametrize("shape", [(0, 3), (1, 5), (130, 1), (300, 257), (128, 256)])

@@ -31,7 +31,14 @@ import numpy as np
 
 from ..envinfo import environment
 from ..runner import available_cores
-from .peers import KERNEL_CHECKS, OURS, blas_name, conversion_seconds, implementations
+from .peers import (
+    DENSE_PEERS,
+    KERNEL_CHECKS,
+    OURS,
+    blas_name,
+    conversion_seconds,
+    implementations,
+)
 
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4, "int8": 0.1}
 FIELDS = [
@@ -265,6 +272,11 @@ def crossovers(rows: Iterable[dict], ours: str = "gbdnn") -> list[dict]:
 
     ``crossover`` is the interpolated weight sparsity from which gbdnn is the
     faster one, ``None`` ("never") if it is not faster at the sparsest point.
+    A dense peer (:data:`~gbdnn.bench.peers.DENSE_PEERS`) does the same work at
+    every sparsity, so gbdnn is compared with its median over all the
+    sparsities measured (``peer_s``): one slow spell of the peer at one point
+    does not move the crossover. Sparse peers are compared point by point
+    (``peer_s`` is ``None``).
     """
     rows = list(rows)
     groups: dict[tuple, dict[str, dict[float, float]]] = {}
@@ -282,9 +294,9 @@ def crossovers(rows: Iterable[dict], ours: str = "gbdnn") -> list[dict]:
             common = sorted(set(times) & set(impls[mine_name]))
             if not common:
                 continue
-            cross = _crossing(
-                common, [impls[mine_name][s] for s in common], [times[s] for s in common]
-            )
+            pooled = float(np.median(list(times.values()))) if peer in DENSE_PEERS else None
+            theirs = [times[s] if pooled is None else pooled for s in common]
+            cross = _crossing(common, [impls[mine_name][s] for s in common], theirs)
             out.append(
                 {
                     "shape": shape,
@@ -294,6 +306,7 @@ def crossovers(rows: Iterable[dict], ours: str = "gbdnn") -> list[dict]:
                     "implementation": mine_name,
                     "peer": peer,
                     "crossover": cross,
+                    "peer_s": pooled,
                 }
             )
     return out

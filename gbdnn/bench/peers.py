@@ -29,6 +29,9 @@ from ..quant import ActivationQuantizer, UniformQuantizer, quantize_model
 KERNEL_CHECKS = ("sparse", "dense")
 #: gbdnn's own implementations: judged against the peers, not peers themselves.
 OURS = ("gbdnn", "gbdnn int8")
+#: Peers whose work does not depend on the weight sparsity (every zero is multiplied):
+#: their crossovers are taken against their median time over all sparsities.
+DENSE_PEERS = ("NumPy dense", "NumPy dense FP32", "PyTorch dense", "PyTorch dynamic int8 (dense)")
 
 Prepared = tuple[Callable[[], object], Callable[[object], np.ndarray], int]
 

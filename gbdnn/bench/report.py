@@ -10,6 +10,9 @@ def markdown_table(cross: list[dict], rows: list[dict]) -> str:
         f"Machine: {env.get('cpu', '?')}, {env.get('threads', '?')} threads, BLAS "
         f"{env.get('blas', '?')}; versions {env.get('versions', '?')}",
         "",
+        "Dense peers are compared at their median time over all weight sparsities (their work "
+        "does not depend on it); sparse peers point by point.",
+        "",
         "| shape | batch | activations (zeros) | value type | gbdnn overtakes | at weight "
         "sparsity |",
         "| --- | ---: | ---: | --- | --- | ---: |",
