@@ -44,6 +44,9 @@ DENSE_LANES = 16
 #: ``out[...] = a.T`` was 1.3-6.6x slower on arrays of 256 KB and more with more
 #: rows than this, 4-30 % faster on arrays of at most this many rows.
 TRANSPOSE_BLOCK = 128
+#: :func:`sum_values` sums bitmaps of at least this many positions in NumPy (16 x 1024
+#: FP32, 20-50 % stored: 52-55 us, SuiteSparse 58-121 us; 4 x 1024: 19-36 vs 10 us).
+BITMAP_SUM_MIN = 1 << 14
 #: Byte alignment of the dense kernel's tiles (one AVX-512 vector, one cache line).
 ALIGNMENT = 64
 _BLAS_LOCK = threading.Lock()
@@ -155,11 +158,12 @@ def nvals(m: Matrix) -> int:
 def sum_values(m: Matrix) -> float:
     """The sum of the stored entries of a floating-point ``m``, in its value type.
 
-    A bitmap's values are summed in NumPy, zeros where it has no entry:
-    SuiteSparse's reduction tests every position's flag and took 2-3x as long
-    (1024 x 1024, half stored: 5.7 vs 2.5 ms).
+    A bitmap of at least ``BITMAP_SUM_MIN`` positions is summed in NumPy,
+    zeros where it has no entry: SuiteSparse's reduction tests every
+    position's flag and took 2-3x as long (1024 x 1024, half stored: 5.7 vs
+    2.5 ms), but less on small ones (one row of 1024: 6 vs 30 us).
     """
-    if _is_bitmap(m):
+    if m.shape[0] * m.shape[1] >= BITMAP_SUM_MIN and _is_bitmap(m):
         with np.errstate(over="ignore", invalid="ignore"):  # a non-finite sum is an answer
             return float(_bitmap_values(m, _by_row(m)).sum(dtype=m.dtype.np_type))
     total = ffi.new(f"{m.dtype.c_type}*")

@@ -19,8 +19,8 @@ call (``*_call``; per tile for the dense kernel, see
               ``sparse_full_entry * b (in + out)``, SuiteSparse's loop over
               every activation and the zero result (what a product on
               weights with a few entries per row spends its time on). A
-              sparse X is made full first (``fill_entry * b in``, see
-              below) where that is cheaper than Gustavson: on weights with
+              sparse X is made full first (``fill_*``, see below) where
+              that is cheaper than Gustavson: on weights with
               a few entries per row, each stored activation costs
               Gustavson far more than a position costs the loop over a
               full X (64 rows through 1024x1024 at 99.9 %, 20 % of X
@@ -46,7 +46,7 @@ call (``*_call``; per tile for the dense kernel, see
               arithmetic).
 
 Every kernel but Gustavson reads ``X`` full: a sparse ``X`` is made full
-first, ``fill_entry * b in`` more (:func:`gbdnn.kernels.dense_rows`). The
+first, ``fill_call + fill_entry * b in`` more (:func:`gbdnn.kernels.dense_rows`). The
 other per-activation costs (writing ``Z`` for the sparse kernel and BLAS) are
 left out; ``gbdnn bench crossover`` reports how close the choice comes to the
 faster kernel at every point.
@@ -62,7 +62,7 @@ batch shapes.
 
 The default costs are :func:`calibrate`'s on the project's 2-core machines
 (2048-wide layers, not the benchmark grid's sizes; each the median of three
-runs, the two ``sparse_full`` costs and ``fill_entry`` of nine); run it (or ``gbdnn bench
+runs, the ``sparse_full`` and ``fill`` costs of nine to eighteen); run it (or ``gbdnn bench
 calibrate``) to measure this machine's and cache them in
 ``$XDG_CACHE_HOME/gbdnn/costs.json`` (``~/.cache`` by default), where gbdnn
 reads them from then on.
@@ -104,7 +104,7 @@ class Costs:
     sparse_out: float = 5.2e-8
     sparse_full_mac: float = 1.05e-9
     sparse_full_entry: float = 9e-10
-    fill_entry: float = 4.7e-9
+    fill_entry: float = 5.2e-9
     dense_mac: float = 1.9e-10
     dense_entry: float = 1.7e-9
     dot_mac: float = 1.65e-9
@@ -112,6 +112,7 @@ class Costs:
     blas_weight: float = 2.6e-10
     sparse_call: float = 1.7e-5
     dense_call: float = 9.6e-5
+    fill_call: float = 3.4e-5
     dot_call: float = 2.6e-5
     blas_call: float = 3e-5
 
@@ -157,7 +158,7 @@ def estimates(
     c = costs or current_costs()
     tiles = -(-nrows // tile_rows(n_in, n_out, 4))
     full = nnz_x == nrows * n_in
-    fill = 0.0 if full else c.fill_entry * nrows * n_in  # X made full
+    fill = 0.0 if full else c.fill_call + c.fill_entry * nrows * n_in  # X made full
     return {
         "sparse": c.sparse_call + min(_sparse_seconds(nrows, nnz_x, n_in, n_out, nnz_w, c, spread)),
         "dense": c.dense_call * tiles
@@ -187,7 +188,8 @@ def _sparse_seconds(
         return full, full
     macs = multiply_adds(nnz_x, nnz_w, n_in)
     entries = min(macs * (spread or 0.0), nrows * n_out)
-    return c.sparse_mac * macs + c.sparse_out * entries, full + c.fill_entry * nrows * n_in
+    filled = full + c.fill_call + c.fill_entry * nrows * n_in
+    return c.sparse_mac * macs + c.sparse_out * entries, filled
 
 
 @lru_cache(maxsize=4096)
@@ -351,12 +353,14 @@ def calibrate(
     sparse_full_entry = max(np.linalg.solve(terms, seconds)[1], 1e-14)
     busy = _seconds(lambda x: kernels.plus_times(x, wm), full) / rows
     sparse_full_mac = max(busy - sparse_full_entry * 2 * size, 1e-14) / nnz
+
     # making a sparse X full: rows 30 % dense (a ReLU's output; SuiteSparse holds them as a
     # bitmap), every worker busy
+    def fill(x):
+        return kernels.dense_rows(x, x.dtype.np_type)
+
     relu_out = [batch(rows, 0.3) for _ in range(threads)]
-    fill_entry = _seconds(lambda x: kernels.dense_rows(x, x.dtype.np_type), relu_out) / (
-        rows * size
-    )
+    fill_entry = _seconds(fill, relu_out) / (rows * size)
     # the dense kernel's moving of X' and Z: its time on an empty weight, less the fixed cost
     empty = kernels.sparse_format(gb.Matrix(wt.dtype, size, size))
     moving = _call_seconds(lambda x: kernels.plus_times_dense(x, empty), full[0], threads)
@@ -382,6 +386,7 @@ def calibrate(
             ("blas", lambda x: kernels.plus_times_blas(x, w)),
         ]
     }
+    calls["fill"] = _call_seconds(fill, batch(1, 0.3), threads)
     dense_entry = max(moving - calls["dense"], 1e-12) / moved
     costs = Costs(
         sparse_mac=float(sparse_mac),
