@@ -56,6 +56,7 @@ def test_non_finite_check_of_a_bitmap_input(model, dtype, small):
     # a bitmap's values where it has no entry are undefined: NaN there is no error,
     # NaN in an entry is; finite values whose sum overflows are no error either.
     # Small bitmaps are summed by SuiteSparse, large ones in NumPy: both sizes
+    from gbdnn.convert import check_finite_matrix
     from gbdnn.kernels import BITMAP_SUM_MIN
 
     rows = 40 if small else BITMAP_SUM_MIN // 4 + 1
@@ -69,7 +70,7 @@ def test_non_finite_check_of_a_bitmap_input(model, dtype, small):
     huge = gb.Matrix.ss.import_bitmapr(
         bitmap=present, values=np.where(present, np.finfo(dtype).max, np.nan).astype(dtype)
     )
-    model(huge, check_finite=True)  # the sum overflows, every entry is finite
+    check_finite_matrix(huge, "X")  # the sum overflows, every entry is finite
     garbage[present.nonzero()[0][0], present.nonzero()[1][0]] = np.inf
     with pytest.raises(gbdnn.NonFiniteError, match="X contains NaN or Inf"):
         model(gb.Matrix.ss.import_bitmapr(bitmap=present, values=garbage))
