@@ -301,9 +301,10 @@ def plus_times(x: Matrix, w: Matrix, *, fill: bool = False) -> Matrix:
     """
     if x.shape[1] != w.shape[0]:
         raise ShapeError(f"X has {x.shape[1]} columns but W has {w.shape[0]} rows")
-    if fill and not _is_full(x):
-        x = _give(dense_rows(x, x.dtype.np_type), x.dtype)
-    if _is_full(x):
+    full = _is_full(x)
+    if fill and not full:
+        x, full = _give(dense_rows(x, x.dtype.np_type), x.dtype), True
+    if full:
         z = _give(np.zeros((x.shape[0], w.shape[1]), w.dtype.np_type), w.dtype)
         # Z = 0 (full), then Z += X W in place
         _mxm(z, x, w, accumulate=True)

@@ -19,8 +19,9 @@ call (``*_call``; per tile for the dense kernel, see
               ``sparse_full_entry * b (in + out)``, SuiteSparse's loop over
               every activation and the zero result (what a product on
               weights with a few entries per row spends its time on). A
-              sparse X is made full first (``fill_*``, see below) where
-              that is cheaper than Gustavson: on weights with
+              sparse X of at least ``FILL_MIN_ROWS`` rows is made full
+              first (``fill_*``, see below) where that is cheaper than
+              Gustavson: on weights with
               a few entries per row, each stored activation costs
               Gustavson far more than a position costs the loop over a
               full X (64 rows through 1024x1024 at 99.9 %, 20 % of X
@@ -46,10 +47,10 @@ call (``*_call``; per tile for the dense kernel, see
               arithmetic).
 
 Every kernel but Gustavson reads ``X`` full: a sparse ``X`` is made full
-first, ``fill_call + fill_entry * b in`` more (:func:`gbdnn.kernels.dense_rows`). The
-other per-activation costs (writing ``Z`` for the sparse kernel and BLAS) are
-left out; ``gbdnn bench crossover`` reports how close the choice comes to the
-faster kernel at every point.
+first, ``fill_call + fill_entry * b in`` more (:func:`gbdnn.kernels.dense_rows`).
+The dot kernel's transpose of its few result rows is left out; ``gbdnn bench
+crossover`` reports how close the choice comes to the faster kernel at every
+point.
 
 Each layer picks the cheapest for every batch, from the batch's size and
 density and what its earlier sparse products made (``spread``): the same
@@ -90,6 +91,11 @@ DOT_ROWS = 2
 #: of the ``b x out`` dot products, stored weights or not (64 rows through a
 #: 1024x1024 layer at 99.9 % sparsity took 3x the sparse kernel's time).
 DOT_MAX_ROWS = 4
+#: The sparse kernel makes a sparse X full first only for batches of at least this many
+#: rows: a product of a few full rows reads all of W per call, which the full-X costs,
+#: measured on batches of 128 rows, leave out (one row 20 % stored: 1.5-2.3x Gustavson's
+#: time through 1024x1024 at 95-99.9 %, 1.8x through 4096x4096 at 99.9 %; 8 rows: even).
+FILL_MIN_ROWS = 8
 #: SuiteSparse's dot kernel runs one thread per this many entries of its operands
 #: (its default chunk; seen in its burble: 105 thousand entries, one thread).
 DOT_CHUNK = 65536
@@ -158,7 +164,7 @@ def estimates(
     c = costs or current_costs()
     tiles = -(-nrows // tile_rows(n_in, n_out, 4))
     full = nnz_x == nrows * n_in
-    fill = 0.0 if full else c.fill_call + c.fill_entry * nrows * n_in  # X made full
+    fill = _fill_seconds(nrows, nnz_x, n_in, c)
     return {
         "sparse": c.sparse_call + min(_sparse_seconds(nrows, nnz_x, n_in, n_out, nnz_w, c, spread)),
         "dense": c.dense_call * tiles
@@ -188,8 +194,15 @@ def _sparse_seconds(
         return full, full
     macs = multiply_adds(nnz_x, nnz_w, n_in)
     entries = min(macs * (spread or 0.0), nrows * n_out)
-    filled = full + c.fill_call + c.fill_entry * nrows * n_in
-    return c.sparse_mac * macs + c.sparse_out * entries, filled
+    gustavson = c.sparse_mac * macs + c.sparse_out * entries
+    if nrows < FILL_MIN_ROWS:
+        return gustavson, float("inf")
+    return gustavson, full + _fill_seconds(nrows, nnz_x, n_in, c)
+
+
+def _fill_seconds(nrows: int, nnz_x: int, n_in: int, c: Costs) -> float:
+    """Making ``X`` full (:func:`gbdnn.kernels.dense_rows`), nothing if it is."""
+    return 0.0 if nnz_x == nrows * n_in else c.fill_call + c.fill_entry * nrows * n_in
 
 
 @lru_cache(maxsize=4096)

@@ -229,6 +229,8 @@ def test_path_choice():
     assert tuning.choose("auto", 64, 64 * 205, 1024, 1024, 1049, costs, spread=1.0) == "sparse"
     assert tuning.fills(64, 64 * 205, 1024, 1024, 1049, costs, 1.0)
     assert not tuning.fills(64, 64 * 205, 1024, 1024, 1049, costs, None)
+    few = tuning.FILL_MIN_ROWS - 1  # a few rows: a full product reads all of W per call
+    assert not tuning.fills(few, few * 205, 1024, 1024, 1049, costs, 1.0)
     assert not tuning.fills(64, 64 * 51, 1024, 1024, 104858, costs, 1.0)  # denser weights
     # the kernels that read X full pay for making a sparse X full
     sparse_x, full_x = (tuning.estimates(64, n, 1024, 1024, 1049, costs) for n in (13120, 65536))
