@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from gbdnn.bench import Grid, crossovers, load_rows, plot, run_grid
+from gbdnn.bench import Grid, crossovers, kernel_choice, load_rows, plot, run_grid
 from gbdnn.bench.crossover import _crossing, _time
 from gbdnn.cli import main
 
@@ -66,6 +66,18 @@ def test_dense_peer_is_pooled_over_sparsities():
     # a sparse peer's work depends on the sparsity: compared point by point
     assert found["SciPy CSR"]["peer_s"] is None
     assert found["SciPy CSR"]["crossover"] == 0.5
+
+
+def test_kernel_choice_compares_within_one_value_type():
+    # the kernels alone are timed in FP32 only; gbdnn's FP64 time at the same point
+    # must not stand in for its FP32 one
+    fp32 = rows_for(
+        {"gbdnn": {0.9: 1.2}, "gbdnn sparse kernel": {0.9: 1.0}, "gbdnn dense kernel": {0.9: 2.0}}
+    )
+    rows = [*fp32, dict(rows_for({"gbdnn": {0.9: 5.0}})[0], dtype="float64")]
+    (choice,) = kernel_choice(rows)
+    assert choice["dtype"] == "float32" and choice["best_kernel"] == "sparse"
+    assert choice["ratio"] == pytest.approx(1.2)
 
 
 @pytest.fixture

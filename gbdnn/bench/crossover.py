@@ -320,11 +320,17 @@ def kernel_choice(rows: Iterable[dict]) -> list[dict]:
     slower.
     """
     times: dict[tuple, dict[str, float]] = {}
-    for r in rows:
-        key = (r["shape"], int(r["batch"]), float(r["activation"]), float(r["sparsity"]))
+    for r in rows:  # per value type: "gbdnn" is timed in each
+        key = (
+            r["shape"],
+            int(r["batch"]),
+            float(r["activation"]),
+            float(r["sparsity"]),
+            r["dtype"],
+        )
         times.setdefault(key, {})[r["implementation"]] = float(r["median_s"])
     out = []
-    for (shape, batch, activation, sparsity), t in sorted(times.items()):
+    for (shape, batch, activation, sparsity, dtype), t in sorted(times.items()):
         alone = {k: t[f"gbdnn {k} kernel"] for k in KERNEL_CHECKS if f"gbdnn {k} kernel" in t}
         if "gbdnn" not in t or len(alone) < len(KERNEL_CHECKS):
             continue
@@ -335,6 +341,7 @@ def kernel_choice(rows: Iterable[dict]) -> list[dict]:
                 "batch": batch,
                 "activation": activation,
                 "sparsity": sparsity,
+                "dtype": dtype,
                 "auto_s": t["gbdnn"],
                 "best_kernel": best,
                 "best_s": alone[best],
