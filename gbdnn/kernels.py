@@ -370,16 +370,15 @@ def _bitmap_values(x: Matrix, by_row: bool) -> np.ndarray:
     nrows, ncols = x.shape if by_row else x.shape[::-1]
     dtype = x.dtype.np_type
     present = claim_buffer(ffi, flags[0], flags_size[0], np.dtype(np.int8))[: nrows * ncols]
+    out = aligned_empty(nrows, ncols, dtype)
     if iso[0]:  # one value for every entry
         value = claim_buffer(ffi, values[0], 1, dtype)[0]
-        out = aligned_empty(nrows, ncols, dtype)
         np.multiply(present.reshape(nrows, ncols), value, out=out)
         return out
     stored = claim_buffer(ffi, values[0], values_size[0] // dtype.itemsize, dtype)
     bits = np.dtype(f"i{dtype.itemsize}")
     mask = present.astype(bits)
     np.negative(mask, out=mask)  # 1 -> all bits set, 0 -> none
-    out = aligned_empty(nrows, ncols, dtype)
     np.bitwise_and(stored[: nrows * ncols].view(bits), mask, out=out.reshape(-1).view(bits))
     return out
 

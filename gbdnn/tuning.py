@@ -21,11 +21,11 @@ call (``*_call``; per tile for the dense kernel, see
               weights with a few entries per row spends its time on). A
               sparse X of at least ``FILL_MIN_ROWS`` rows is made full
               first (``fill_*``, see below) where that is cheaper than
-              Gustavson: on weights with
-              a few entries per row, each stored activation costs
-              Gustavson far more than a position costs the loop over a
-              full X (64 rows through 1024x1024 at 99.9 %, 20 % of X
-              stored: 0.87 ms on X as stored, 0.28 ms on X full).
+              Gustavson: on weights with a few entries per row, each
+              stored activation costs Gustavson far more than a position
+              costs the loop over a full X (64 rows through 1024x1024 at
+              99.9 %, 20 % of X stored: 0.87 ms on X as stored, 0.28 ms on
+              X full).
 ``"dense"``   :func:`gbdnn.kernels.plus_times_dense`, ``W' X'`` into a full
               result: ``dense_mac * b16 nnz(W)``, ``b16`` the batch padded to
               whole tiles, plus ``dense_entry * b16 (in + out)`` for
