@@ -98,11 +98,12 @@ def to_matrix(
     if getattr(x, "ndim", 2) != 2:
         raise ShapeError(f"{name} must be two-dimensional, got shape {x.shape}")
     if family == "graphblas":
-        if x.dtype != vtype.graphblas:  # (gbdnn's value types are all real)
+        same_type = x.dtype == vtype.graphblas
+        if not same_type:  # (gbdnn's value types are all real)
             check_real_dtype(x.dtype.np_type, name)
         if check_finite:
             check_finite_matrix(x, name)
-        m = x if x.dtype == vtype.graphblas else x.dup(vtype.graphblas)
+        m = x if same_type else x.dup(vtype.graphblas)
         if drop_zeros:
             m = select.valuene(m, 0).new()
         return m

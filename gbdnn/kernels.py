@@ -51,7 +51,7 @@ BITMAP_SUM_MIN = 1 << 14
 ALIGNMENT = 64
 _BLAS_LOCK = threading.Lock()
 #: C handles of the operators of each value type (a python-graphblas lookup costs 3 us).
-_OPS: dict[DataType, _Ops] = {}
+_OPS: dict[str, _Ops] = {}
 _LOCAL = threading.local()
 
 
@@ -166,10 +166,10 @@ def sum_values(m: Matrix) -> float:
     if m.shape[0] * m.shape[1] >= BITMAP_SUM_MIN and _is_bitmap(m):
         with np.errstate(over="ignore", invalid="ignore"):  # a non-finite sum is an answer
             return float(_bitmap_values(m, _by_row(m)).sum(dtype=m.dtype.np_type))
-    total = ffi.new(f"{m.dtype.c_type}*")
+    ops = _ops(m.dtype)
+    total = ffi.new(ops.scalar)
     # s = sum_ij M(i,j)
-    reduce = getattr(lib, f"GrB_Matrix_reduce_{m.dtype.name}")
-    check_status(reduce(total, ffi.NULL, _ops(m.dtype).plus_monoid, m._carg, ffi.NULL), m)
+    check_status(ops.reduce(total, ffi.NULL, ops.plus_monoid, m._carg, ffi.NULL), m)
     return total[0]
 
 
@@ -199,18 +199,23 @@ class _Ops(NamedTuple):
     plus: object
     identity: object
     plus_monoid: object
+    reduce: object  # GrB_Matrix_reduce to a C scalar of the type
+    scalar: str  # the C type of that scalar, as ffi.new takes it
 
 
 def _ops(dtype: DataType) -> _Ops:
-    """The operators of ``dtype``, looked up once."""
-    if dtype not in _OPS:
-        _OPS[dtype] = _Ops(
+    """The operators of ``dtype``, looked up once (by name: a DataType hashes in Python)."""
+    ops = _OPS.get(dtype.name)
+    if ops is None:
+        ops = _OPS[dtype.name] = _Ops(
             semiring.plus_times[dtype]._carg,
             binary.plus[dtype]._carg,
             unary.identity[dtype]._carg,
             monoid.plus[dtype]._carg,
+            getattr(lib, f"GrB_Matrix_reduce_{dtype.name}"),
+            f"{dtype.c_type}*",
         )
-    return _OPS[dtype]
+    return ops
 
 
 def _empty(dtype: DataType, nrows: int, ncols: int) -> Matrix:
@@ -395,25 +400,25 @@ def dense_stored(x: Matrix, dtype: np.dtype) -> np.ndarray:
 
 
 def plus_times_dot(x: Matrix, wt: Matrix) -> Matrix:
-    """Return ``Z = X W`` for a few rows, as dot products ``Z' = W' X'``.
+    """Return ``Z = X W`` for a few rows, as dot products ``Z = X (W')'``.
 
     ``wt`` is ``W'`` (stored by row); ``X`` is made full. Each ``Z(i,j)`` is
-    the dot product of row ``j`` of ``W'`` with row ``i`` of ``X``, summed by
+    the dot product of row ``i`` of ``X`` with row ``j`` of ``W'``, summed by
     one thread in the order of that row, so a row's result depends neither
     on the batch nor on the thread count. SuiteSparse spreads the rows of
     ``W'`` over the cores the batch has (:func:`batch_threads`): a product
     of one or two rows reads all of ``W`` for little arithmetic, limited by
-    memory, which every core helps with.
+    memory, which every core helps with. ``Z`` comes out by row (full, or a
+    bitmap where a column of ``W`` is empty): computing ``Z'`` and transposing
+    it gave the same bits 1.1-1.3x slower (one row through 1024x1024 and
+    4096x4096 at 90-99.9 %, ``bench/README.md``).
     """
     if not _is_full(x):
         x = _give(dense_rows(x, x.dtype.np_type), x.dtype)
-    zt = _empty(wt.dtype, wt.shape[0], x.shape[0])
-    with _context(batch_cores()):
-        # Z'(j,i) = sum_k W'(j,k) X(i,k)
-        _mxm(zt, wt, x, desc=lib.GrB_DESC_T1)
     z = _empty(wt.dtype, x.shape[0], wt.shape[0])
-    # Z = (Z')'
-    check_status(lib.GrB_transpose(z._carg, ffi.NULL, ffi.NULL, zt._carg, ffi.NULL), z)
+    with _context(batch_cores()):
+        # Z(i,j) = sum_k X(i,k) W'(j,k)
+        _mxm(z, x, wt, desc=lib.GrB_DESC_T1)
     return z
 
 

@@ -75,6 +75,8 @@ def plan_batches(nrows: int, batch_size: int, threads: int) -> list[tuple[int, i
     """
     if nrows == 0:
         return []
+    if nrows <= batch_size and threads == 1:
+        return [(0, nrows)]
     count = -(-nrows // batch_size)
     count = -(-count // threads) * threads
     size = -(-nrows // count)
@@ -111,7 +113,8 @@ def run(
     threads = available_cores() if threads is None else _positive_int(threads, "threads")
     if batch_size is None:
         batch_size = max(1, AUTO_BATCH_ENTRIES // max_width)
-    batch_size = _positive_int(batch_size, "batch_size")
+    else:
+        batch_size = _positive_int(batch_size, "batch_size")
     if getattr(x, "ndim", 2) != 2:
         raise ShapeError(f"X must be two-dimensional (rows are samples), got shape {x.shape}")
     if x.shape[1] != in_features:

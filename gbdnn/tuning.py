@@ -18,7 +18,11 @@ call (``*_call``; per tile for the dense kernel, see
               zero result instead: ``sparse_full_mac * b nnz(W)`` plus
               ``sparse_full_entry * b (in + out)``, SuiteSparse's loop over
               every activation and the zero result (what a product on
-              weights with a few entries per row spends its time on). A
+              weights with a few entries per row spends its time on), plus
+              ``sparse_weight * nnz(W)``, reading W once per call (its loop
+              runs over the rows of a batch in vector lanes: 2 ns per
+              multiply-add for one row, 0.6 ns for 16, through 1024x1024 and
+              2048x2048 at 90 % on one thread). A
               sparse X of at least ``FILL_MIN_ROWS`` rows is made full
               first (``fill_*``, see below) where that is cheaper than
               Gustavson: on weights with a few entries per row, each
@@ -31,15 +35,17 @@ call (``*_call``; per tile for the dense kernel, see
               whole tiles, plus ``dense_entry * b16 (in + out)`` for
               making ``X'`` and ``Z`` (a transpose in, and one out for
               batches of more than one tile).
-``"dot"``     :func:`gbdnn.kernels.plus_times_dot`, ``W' X'`` as dot products
+``"dot"``     :func:`gbdnn.kernels.plus_times_dot`, ``X (W')'`` as dot products
               of rows: ``dot_mac * b nnz(W) / t``, ``t`` the threads
               SuiteSparse gives it: one per ``DOT_CHUNK`` entries of W and X,
-              at most the cores the batch has (a one-row product through
-              1024x1024 at 90 % runs on one thread, and took the dot kernel
-              1.2-1.4x the sparse kernel's time); for batches of at most
-              ``DOT_MAX_ROWS`` full rows
-              (it makes sparse rows full first: 1.4-6.8x slower than the
-              sparse kernel on one-row inputs with 50-80 % zeros).
+              at most the cores the batch has; for batches of at most
+              ``DOT_MAX_ROWS`` full rows (it makes sparse rows full first:
+              1.4-6.8x slower than the sparse kernel on one-row inputs with
+              50-80 % zeros). It reads W once per row, where the sparse
+              kernel's ``sparse_weight`` is once per call: one full row goes
+              to it even on one thread (1.1-1.4x faster than the sparse
+              kernel through 1024x1024 to 4096x4096 at 90-99.9 %), two
+              where they get two threads.
 ``"blas"``    :func:`gbdnn.kernels.plus_times_blas`, NumPy's dense BLAS:
               ``(blas_mac * b + blas_weight) * in * out``; ``blas_weight`` is
               reading the dense weight once per call, what dominates a small
@@ -48,9 +54,8 @@ call (``*_call``; per tile for the dense kernel, see
 
 Every kernel but Gustavson reads ``X`` full: a sparse ``X`` is made full
 first, ``fill_call + fill_entry * b in`` more (:func:`gbdnn.kernels.dense_rows`).
-The dot kernel's transpose of its few result rows is left out; ``gbdnn bench
-crossover`` reports how close the choice comes to the faster kernel at every
-point.
+``gbdnn bench crossover`` reports how close the choice comes to the faster
+kernel at every point.
 
 Each layer picks the cheapest for every batch, from the batch's size and
 density and what its earlier sparse products made (``spread``): the same
@@ -63,7 +68,8 @@ batch shapes.
 
 The default costs are :func:`calibrate`'s on the project's 2-core machines
 (2048-wide layers, not the benchmark grid's sizes; each the median of three
-runs, the ``sparse_full`` and ``fill`` costs of nine to eighteen); run it (or ``gbdnn bench
+runs, the ``sparse_full`` and ``fill`` costs of nine to eighteen, ``sparse_weight``
+and ``dot_call`` of three); run it (or ``gbdnn bench
 calibrate``) to measure this machine's and cache them in
 ``$XDG_CACHE_HOME/gbdnn/costs.json`` (``~/.cache`` by default), where gbdnn
 reads them from then on.
@@ -74,7 +80,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, astuple, dataclass, fields
 from functools import cache, lru_cache
 from pathlib import Path
 
@@ -110,6 +116,7 @@ class Costs:
     sparse_out: float = 5.2e-8
     sparse_full_mac: float = 1.05e-9
     sparse_full_entry: float = 9e-10
+    sparse_weight: float = 8.6e-10
     fill_entry: float = 5.2e-9
     dense_mac: float = 1.9e-10
     dense_entry: float = 1.7e-9
@@ -119,8 +126,15 @@ class Costs:
     sparse_call: float = 1.7e-5
     dense_call: float = 9.6e-5
     fill_call: float = 3.4e-5
-    dot_call: float = 2.6e-5
+    dot_call: float = 1.8e-5
     blas_call: float = 3e-5
+
+    def __post_init__(self) -> None:
+        # every batch looks its kernel choice up by these costs: hash them once (1 us)
+        object.__setattr__(self, "_hash", hash(astuple(self)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
 
 def cache_path() -> Path:
@@ -189,7 +203,10 @@ def _sparse_seconds(
 ) -> tuple[float, float]:
     """The sparse kernel's work: (Gustavson on X as stored, X made full and accumulated
     into a full zero Z); the same for a full X."""
-    full = (c.sparse_full_mac * nnz_w + c.sparse_full_entry * (n_in + n_out)) * nrows
+    full = (
+        c.sparse_weight * nnz_w
+        + (c.sparse_full_mac * nnz_w + c.sparse_full_entry * (n_in + n_out)) * nrows
+    )
     if nnz_x == nrows * n_in:
         return full, full
     macs = multiply_adds(nnz_x, nnz_w, n_in)
@@ -307,7 +324,8 @@ def calibrate(
     (which separates multiply-adds from result entries, and on full batches
     from the loop over activations); making 30 % dense rows full; the dot kernel on
     batches of ``DOT_ROWS`` full rows; BLAS once more on one-row batches, which
-    measures reading the weight; the dense kernel once more on an empty weight,
+    measures reading the weight, and the sparse kernel on one row and on ``rows``
+    rows of one batch alone, whose difference does; the dense kernel once more on an empty weight,
     which measures making ``X'`` and ``Z``. The fixed costs
     are each kernel's median time for one row through a 64 x 64 layer (2 %
     dense), where the work is negligible, on the calling thread (small inputs
@@ -364,8 +382,16 @@ def calibrate(
         for weights in (wm, few_per_row)
     ]
     sparse_full_entry = max(np.linalg.solve(terms, seconds)[1], 1e-14)
-    busy = _seconds(lambda x: kernels.plus_times(x, wm), full) / rows
-    sparse_full_mac = max(busy - sparse_full_entry * 2 * size, 1e-14) / nnz
+    # reading W once per call (sparse_weight nnz(W)): one row against `rows` rows, as a
+    # small input runs, alone (with every worker busy memory bounds both alike)
+    one, many = (
+        _call_seconds(lambda x: kernels.plus_times(x, wm), x, threads, repeats=repeats)
+        for x, repeats in ((batch(1, 1), 300), (full[0], 20))
+    )
+    weight_read = one - (many - one) / (rows - 1)  # with the fixed cost, taken off below
+    busy = _seconds(lambda x: kernels.plus_times(x, wm), full)
+    sparse_full_mac = max(busy - weight_read, 1e-14) / rows
+    sparse_full_mac = max(sparse_full_mac - sparse_full_entry * 2 * size, 1e-14) / nnz
 
     # making a sparse X full: rows 30 % dense (a ReLU's output; SuiteSparse holds them as a
     # bitmap), every worker busy
@@ -406,6 +432,7 @@ def calibrate(
         sparse_out=float(sparse_out),
         sparse_full_mac=float(sparse_full_mac),
         sparse_full_entry=float(sparse_full_entry),
+        sparse_weight=max(weight_read - calls["sparse"], 1e-14) / nnz,
         fill_entry=fill_entry,
         dense_mac=dense_mac,
         dense_entry=dense_entry,

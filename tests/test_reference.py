@@ -197,9 +197,14 @@ def test_path_choice():
     assert tuning.choose("auto", 1, 2048, 4096, 4096, 4096 * 410, costs, cores=2) == "sparse"
     assert tuning.choose("auto", 2, 2 * 4096, 4096, 4096, 4096 * 205, costs, cores=2) == "dot"
     assert tuning.choose("auto", 2, 2 * 4096, 4096, 4096, 4096 * 205, costs) == "sparse"
-    # ... only where SuiteSparse gives it those cores: one thread per DOT_CHUNK entries
-    # (one row through 1024x1024 at 95 %, 52 thousand weights: one thread)
-    assert tuning.choose("auto", 1, 1024, 1024, 1024, 52429, costs, cores=2) == "sparse"
+    # ... two rows only where SuiteSparse gives it those cores, one thread per DOT_CHUNK
+    # entries (two rows through 1024x1024 at 95 %, 52 thousand weights: one thread);
+    # one row even on one thread: the sparse kernel reads W once per call, the dot
+    # kernel once per row, and a lone row runs in one of the sparse kernel's lanes
+    assert tuning.choose("auto", 2, 2048, 1024, 1024, 52429, costs, cores=2) == "sparse"
+    assert tuning.choose("auto", 1, 1024, 1024, 1024, 52429, costs, cores=2) == "dot"
+    no_weight = dataclasses.replace(costs, sparse_weight=0.0)
+    assert tuning.choose("auto", 1, 1024, 1024, 1024, 52429, no_weight, cores=2) == "sparse"
     # a full batch of 64 on very sparse weights: the sparse kernel, as the dense
     # kernel's transposes cost more than the products
     assert tuning.choose("auto", 64, 64 * 1024, 1024, 1024, 1049, costs) == "sparse"
