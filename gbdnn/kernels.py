@@ -410,7 +410,7 @@ def plus_times_dot(x: Matrix, wt: Matrix) -> Matrix:
     of one or two rows reads all of ``W`` for little arithmetic, limited by
     memory, which every core helps with. ``Z`` comes out by row (full, or a
     bitmap where a column of ``W`` is empty): computing ``Z'`` and transposing
-    it gave the same bits 1.1-1.3x slower (one row through 1024x1024 and
+    it gave the same bits 1.1-1.5x slower (one row through 1024x1024 and
     4096x4096 at 90-99.9 %, ``bench/README.md``).
     """
     if not _is_full(x):

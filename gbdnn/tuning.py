@@ -43,8 +43,8 @@ call (``*_call``; per tile for the dense kernel, see
               1.4-6.8x slower than the sparse kernel on one-row inputs with
               50-80 % zeros). It reads W once per row, where the sparse
               kernel's ``sparse_weight`` is once per call: one full row goes
-              to it even on one thread (1.1-1.4x faster than the sparse
-              kernel through 1024x1024 to 4096x4096 at 90-99.9 %), two
+              to it even on one thread (1.1-2.7x faster than the sparse
+              kernel through 1024x1024 and 4096x4096 at 90-99.9 %), two
               where they get two threads.
 ``"blas"``    :func:`gbdnn.kernels.plus_times_blas`, NumPy's dense BLAS:
               ``(blas_mac * b + blas_weight) * in * out``; ``blas_weight`` is
@@ -324,12 +324,12 @@ def calibrate(
     (which separates multiply-adds from result entries, and on full batches
     from the loop over activations); making 30 % dense rows full; the dot kernel on
     batches of ``DOT_ROWS`` full rows; BLAS once more on one-row batches, which
-    measures reading the weight, and the sparse kernel on one row and on ``rows``
-    rows of one batch alone, whose difference does; the dense kernel once more on an empty weight,
-    which measures making ``X'`` and ``Z``. The fixed costs
-    are each kernel's median time for one row through a 64 x 64 layer (2 %
-    dense), where the work is negligible, on the calling thread (small inputs
-    run as one batch there).
+    measures reading the weight, and the sparse kernel on one row and on
+    ``rows`` rows of one batch alone, whose difference does; the dense kernel
+    once more on an empty weight, which measures making ``X'`` and ``Z``. The
+    fixed costs are each kernel's median time for one row through a 64 x 64
+    layer (2 % dense), where the work is negligible, on the calling thread
+    (small inputs run as one batch there).
 
     Parameters
     ----------
@@ -390,8 +390,8 @@ def calibrate(
     )
     weight_read = one - (many - one) / (rows - 1)  # with the fixed cost, taken off below
     busy = _seconds(lambda x: kernels.plus_times(x, wm), full)
-    sparse_full_mac = max(busy - weight_read, 1e-14) / rows
-    sparse_full_mac = max(sparse_full_mac - sparse_full_entry * 2 * size, 1e-14) / nnz
+    per_row = max(busy - weight_read, 1e-14) / rows
+    sparse_full_mac = max(per_row - sparse_full_entry * 2 * size, 1e-14) / nnz
 
     # making a sparse X full: rows 30 % dense (a ReLU's output; SuiteSparse holds them as a
     # bitmap), every worker busy
