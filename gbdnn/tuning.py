@@ -202,7 +202,8 @@ def _sparse_seconds(
     spread: float | None,
 ) -> tuple[float, float]:
     """The sparse kernel's work: (Gustavson on X as stored, X made full and accumulated
-    into a full zero Z); the same for a full X."""
+    into a full zero Z); the same for a full X. Below ``FILL_MIN_ROWS`` rows a sparse X
+    is never made full (infinite)."""
     full = (
         c.sparse_weight * nnz_w
         + (c.sparse_full_mac * nnz_w + c.sparse_full_entry * (n_in + n_out)) * nrows
