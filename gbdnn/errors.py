@@ -44,3 +44,8 @@ class ParameterError(GbdnnError, ValueError):
 
 class ParameterTypeError(GbdnnError, TypeError):
     """A parameter of the wrong type (a string where a number is expected, ...)."""
+
+
+class CacheWarning(UserWarning):
+    """A file gbdnn caches (the calibrated kernel costs) is unreadable or incomplete, so
+    gbdnn uses its defaults for what it cannot read."""

@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 from graphblas import Matrix, Vector, binary, monoid, select, semiring, unary
-from graphblas.core.ss.context import Context
+from graphblas.core.ss.context import Context, threadlocal
 from graphblas.dtypes import DataType, lookup_dtype
 from graphblas.exceptions import check_status
 from suitesparse_graphblas import ffi, lib
@@ -107,10 +107,33 @@ def transpose_into(out: np.ndarray, a: np.ndarray) -> None:
 
 def _context(nthreads: int) -> Context:
     """This thread's SuiteSparse context with ``nthreads`` threads, made once."""
-    contexts = _LOCAL.__dict__.setdefault("contexts", {})
-    if nthreads not in contexts:
-        contexts[nthreads] = Context(engage=False, stack=False, nthreads=nthreads)
-    return contexts[nthreads]
+    try:
+        return _LOCAL.contexts[nthreads]
+    except (AttributeError, KeyError):  # this thread's first call, or first of nthreads
+        contexts = _LOCAL.__dict__.setdefault("contexts", {})
+        context = contexts[nthreads] = Context(engage=False, stack=False, nthreads=nthreads)
+        return context
+
+
+def _engage(context: Context) -> None:
+    """Run this thread's GraphBLAS calls in ``context``, by one C call.
+
+    python-graphblas's ``Context.engage`` and ``disengage`` cost 3 us each
+    (its own bookkeeping of the contexts engaged), the C call 0.7 us. gbdnn
+    engages its contexts only around its own calls and then engages again
+    what python-graphblas has engaged for the thread (:func:`_engaged`), so
+    python-graphblas's bookkeeping stays true.
+    """
+    check_status(lib.GxB_Context_engage(context._carg), context)
+
+
+def _engaged() -> Context:
+    """The context this thread's GraphBLAS calls run in outside gbdnn's own calls.
+
+    Inside :func:`batch_threads`, its one-thread context; elsewhere, the one
+    python-graphblas has engaged for the thread (the global one by default).
+    """
+    return _context(1) if getattr(_LOCAL, "cores", 0) else threadlocal.context
 
 
 class batch_threads:  # lower case: used like a function, ``with batch_threads(cores):``
@@ -135,12 +158,12 @@ class batch_threads:  # lower case: used like a function, ``with batch_threads(c
         self._outer = getattr(_LOCAL, "cores", 0)
         if not self._outer:
             _LOCAL.cores = self._cores
-            _context(1).engage()
+            _engage(_context(1))
 
     def __exit__(self, *exc: object) -> None:
         if not self._outer:
             _LOCAL.cores = 0
-            _context(1).disengage()
+            _engage(threadlocal.context)
 
 
 def batch_cores() -> int:
@@ -416,9 +439,12 @@ def plus_times_dot(x: Matrix, wt: Matrix) -> Matrix:
     if not _is_full(x):
         x = _give(dense_rows(x, x.dtype.np_type), x.dtype)
     z = _empty(wt.dtype, x.shape[0], wt.shape[0])
-    with _context(batch_cores()):
+    _engage(_context(batch_cores()))
+    try:
         # Z(i,j) = sum_k X(i,k) W'(j,k)
         _mxm(z, x, wt, desc=lib.GrB_DESC_T1)
+    finally:
+        _engage(_engaged())
     return z
 
 

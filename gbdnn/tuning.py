@@ -78,15 +78,17 @@ reads them from then on.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
+import warnings
 from dataclasses import asdict, astuple, dataclass, fields
 from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from .errors import ParameterError
+from .errors import CacheWarning, ParameterError
 from .kernels import batch_threads, padded_width, tile_rows
 
 KERNELS = ("sparse", "dense", "dot", "blas")
@@ -145,12 +147,41 @@ def cache_path() -> Path:
 
 @cache
 def current_costs() -> Costs:
-    """The calibrated costs of this machine if cached (and complete), else the defaults."""
+    """The calibrated costs of this machine if cached, else the defaults.
+
+    A cache that cannot be read, or that lacks costs (one written by an older
+    gbdnn, which measured fewer), gives a :class:`~gbdnn.errors.CacheWarning`
+    naming them; those take their defaults, the others keep their measured values.
+    """
+    path = cache_path()
+    advice = "`gbdnn bench calibrate` measures this machine's"
     try:
-        data = json.loads(cache_path().read_text())
-        return Costs(**{f.name: float(data[f.name]) for f in fields(Costs)})
-    except (OSError, ValueError, KeyError, TypeError):
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
         return Costs()
+    except (OSError, ValueError) as exc:
+        warnings.warn(
+            f"cannot read the cached costs {path} ({exc}): using the defaults; {advice}",
+            CacheWarning,
+            stacklevel=2,
+        )
+        return Costs()
+    if not isinstance(data, dict):
+        data = {}
+    measured = {
+        f.name: float(data[f.name])
+        for f in fields(Costs)
+        if type(data.get(f.name)) in (int, float) and 0 < data[f.name] < math.inf
+    }
+    missing = [f.name for f in fields(Costs) if f.name not in measured]
+    if missing:
+        warnings.warn(
+            f"the cached costs {path} lack {', '.join(missing)} (missing, or not a positive "
+            f"number): using their defaults; {advice}",
+            CacheWarning,
+            stacklevel=2,
+        )
+    return Costs(**measured)
 
 
 def multiply_adds(nnz_x: int, nnz_w: int, n_in: int) -> float:

@@ -356,6 +356,39 @@ def test_calibration_is_cached(tmp_path, monkeypatch):
         tuning.current_costs.cache_clear()
 
 
+def test_an_unreadable_or_incomplete_costs_cache_warns(tmp_path, monkeypatch):
+    import json
+
+    from gbdnn import tuning
+    from gbdnn.errors import CacheWarning
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    path = tuning.cache_path()
+    path.parent.mkdir(parents=True)
+    measured = dict(dataclasses.asdict(tuning.Costs()), sparse_mac=1.5e-9, dot_call=2e-4)
+
+    def costs(text):
+        path.write_text(text)
+        tuning.current_costs.cache_clear()
+        return tuning.current_costs()
+
+    try:
+        assert costs(json.dumps(measured)) == tuning.Costs(sparse_mac=1.5e-9, dot_call=2e-4)
+        older = {k: v for k, v in measured.items() if k != "sparse_weight"}  # an older gbdnn's
+        with pytest.warns(CacheWarning, match="lack sparse_weight "):
+            got = costs(json.dumps(older))
+        assert got == tuning.Costs(sparse_mac=1.5e-9, dot_call=2e-4)  # measured ones kept
+        for bad in (-1.0, "1e-9", None, True, float("inf")):
+            with pytest.warns(CacheWarning, match="lack dense_mac "):
+                got = costs(json.dumps(dict(measured, dense_mac=bad)))
+            assert got.dense_mac == tuning.Costs().dense_mac and got.sparse_mac == 1.5e-9
+        for garbled in ("{not json", "", "[1, 2]"):
+            with pytest.warns(CacheWarning, match="cannot read|lack sparse_mac"):
+                assert costs(garbled) == tuning.Costs()
+    finally:
+        tuning.current_costs.cache_clear()
+
+
 def test_batches_are_balanced_over_threads():
     from gbdnn.runner import plan_batches
 
@@ -400,6 +433,43 @@ def test_kernel_rows_do_not_depend_on_the_batch_or_threads(dtype, density, kerne
         with kernels.batch_threads(1):
             part = product(Matrix.from_dense(x[start:stop]), wt)
         np.testing.assert_array_equal(part.to_dense(dtype=dtype), whole[start:stop])
+
+
+@pytest.mark.skipif(gbdnn.runner.available_cores() < 2, reason="needs two cores")
+def test_batch_threads_run_one_thread_and_keep_the_callers_context(capfd):
+    # gbdnn engages SuiteSparse contexts by C calls: python-graphblas's own must stay in force
+    import re
+
+    from graphblas.core.ss.context import Context
+
+    from gbdnn import kernels
+
+    rng = np.random.default_rng(9)
+    w = rng.random((2000, 2000)) * (rng.random((2000, 2000)) < 0.1)
+    wt = kernels.sparse_format(Matrix.from_dense(w, missing_value=0))
+    x = Matrix.from_dense(rng.random((2, 2000)))
+
+    def threads(call):  # the threads SuiteSparse reports for its dot products (burble)
+        with gb.ss.burble:
+            call()
+        return [int(t) for t in re.findall(r"nthreads: (\d+)", capfd.readouterr().out)]
+
+    def own():  # a python-graphblas call of the caller's: enough work for two threads
+        x.mxm(wt.T).new()
+
+    assert threads(own) == [2]
+    with kernels.batch_threads(2):
+        assert threads(own) == [1]
+        assert threads(lambda: kernels.plus_times_dot(x, wt)) == [2]
+        assert threads(own) == [1]
+    assert threads(own) == [2]
+    with Context(nthreads=1):
+        with kernels.batch_threads(2):
+            assert threads(lambda: kernels.plus_times_dot(x, wt)) == [2]
+        assert threads(own) == [1]
+        assert threads(lambda: kernels.plus_times_dot(x, wt)) == [1]  # outside: one core
+        assert threads(own) == [1]
+    assert threads(own) == [2]
 
 
 def test_tiles_fit_the_cache_and_are_aligned():
