@@ -522,10 +522,11 @@ def plus_times_blas(x: Matrix, w_dense: np.ndarray) -> Matrix:
     """Return ``Z = X W`` by dense BLAS (NumPy), for weights too dense for sparse kernels.
 
     BLAS uses every core itself, so concurrent calls from gbdnn's batch threads
-    take turns instead of competing for the cores.
+    take turns instead of competing for the cores. A sum that overflows is
+    infinite without a warning, as in the GraphBLAS kernels.
     """
     dense = dense_stored(x, w_dense.dtype)
-    with _BLAS_LOCK:
+    with _BLAS_LOCK, np.errstate(over="ignore", invalid="ignore"):
         z = dense @ w_dense
     return _give(z, lookup_dtype(z.dtype))
 

@@ -322,6 +322,18 @@ def test_every_kernel_keeps_the_model_dtype(dtype, path):
     assert stage(x).dtype == layer.dtype.graphblas
 
 
+@pytest.mark.parametrize("path", ["sparse", "dense", "dot", "blas"])
+def test_every_kernel_overflows_to_inf_without_a_warning(path):
+    # each product (1e60) overflows FP32; pytest makes RuntimeWarnings errors here
+    w = np.full((50, 4), 1e30)
+    w[:, 3] = -1e30
+    x = np.full((3, 50), 1e30)
+    x[2] = 0
+    y = gbdnn.Sequential([gbdnn.Linear(w, path=path)]).predict(x)
+    expected = np.array([[np.inf] * 3 + [-np.inf]] * 2 + [[0.0] * 4], np.float32)
+    np.testing.assert_array_equal(y, expected)
+
+
 @pytest.mark.parametrize("fmt", ["fullc", "bitmapc", "csc", "fullr"])
 @pytest.mark.parametrize("path", ["sparse", "dense", "dot", "blas"])
 def test_every_kernel_reads_inputs_stored_by_column(fmt, path):
