@@ -13,6 +13,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from .dtypes import SUPPORTED as SUPPORTED_DTYPES
 from .errors import (
+    CacheWarning,
     DTypeError,
     FileFormatError,
     GbdnnError,
@@ -36,6 +37,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "SUPPORTED_DTYPES",
+    "CacheWarning",
     "DTypeError",
     "FileFormatError",
     "GbdnnError",

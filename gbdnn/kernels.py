@@ -119,7 +119,7 @@ def _engage(context: Context) -> None:
     """Run this thread's GraphBLAS calls in ``context``, by one C call.
 
     python-graphblas's ``Context.engage`` and ``disengage`` cost 3 us each
-    (its own bookkeeping of the contexts engaged), the C call 0.7 us. gbdnn
+    (its own bookkeeping of the contexts engaged), the C call 0.3 us. gbdnn
     engages its contexts only around its own calls and then engages again
     what python-graphblas has engaged for the thread (:func:`_engaged`), so
     python-graphblas's bookkeeping stays true.

@@ -371,8 +371,7 @@ def test_calibration_is_cached(tmp_path, monkeypatch):
 def test_an_unreadable_or_incomplete_costs_cache_warns(tmp_path, monkeypatch):
     import json
 
-    from gbdnn import tuning
-    from gbdnn.errors import CacheWarning
+    from gbdnn import CacheWarning, tuning
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     path = tuning.cache_path()
