@@ -163,7 +163,7 @@ class batch_threads:  # lower case: used like a function, ``with batch_threads(c
     def __exit__(self, *exc: object) -> None:
         if not self._outer:
             _LOCAL.cores = 0
-            _engage(threadlocal.context)
+            _engage(_engaged())
 
 
 def batch_cores() -> int:

@@ -416,11 +416,12 @@ def calibrate(
     sparse_full_entry = max(np.linalg.solve(terms, seconds)[1], 1e-14)
     # reading W once per call (sparse_weight nnz(W)): one row against `rows` rows, as a
     # small input runs, alone (with every worker busy memory bounds both alike)
-    one, many = (
+    row_alone, batch_alone = (
         _call_seconds(lambda x: kernels.plus_times(x, wm), x, threads, repeats=repeats)
         for x, repeats in ((batch(1, 1), 300), (full[0], 20))
     )
-    weight_read = one - (many - one) / (rows - 1)  # with the fixed cost, taken off below
+    # with the fixed cost, taken off below
+    weight_read = row_alone - (batch_alone - row_alone) / (rows - 1)
     busy = _seconds(lambda x: kernels.plus_times(x, wm), full)
     per_row = max(busy - weight_read, 1e-14) / rows
     sparse_full_mac = max(per_row - sparse_full_entry * 2 * size, 1e-14) / nnz

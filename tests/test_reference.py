@@ -468,17 +468,20 @@ def test_batch_threads_run_one_thread_and_keep_the_callers_context(capfd):
     def own():  # a python-graphblas call of the caller's: enough work for two threads
         x.mxm(wt.T).new()
 
+    def dot():
+        kernels.plus_times_dot(x, wt)
+
     assert threads(own) == [2]
     with kernels.batch_threads(2):
         assert threads(own) == [1]
-        assert threads(lambda: kernels.plus_times_dot(x, wt)) == [2]
+        assert threads(dot) == [2]
         assert threads(own) == [1]
     assert threads(own) == [2]
     with Context(nthreads=1):
         with kernels.batch_threads(2):
-            assert threads(lambda: kernels.plus_times_dot(x, wt)) == [2]
+            assert threads(dot) == [2]
         assert threads(own) == [1]
-        assert threads(lambda: kernels.plus_times_dot(x, wt)) == [1]  # outside: one core
+        assert threads(dot) == [1]  # outside: one core
         assert threads(own) == [1]
     assert threads(own) == [2]
 
