@@ -49,6 +49,8 @@ TRANSPOSE_BLOCK = 128
 BITMAP_SUM_MIN = 1 << 14
 #: Byte alignment of the dense kernel's tiles (one AVX-512 vector, one cache line).
 ALIGNMENT = 64
+#: Bytes of work arrays each thread keeps for reuse (:func:`recycle`).
+RECYCLE_BYTES = 4 << 20
 _BLAS_LOCK = threading.Lock()
 #: C handles of the operators of each value type (a python-graphblas lookup costs 3 us).
 _OPS: dict[str, _Ops] = {}
@@ -75,9 +77,18 @@ def aligned_empty(nrows: int, ncols: int, dtype: np.dtype) -> np.ndarray:
     only; ``bench/README.md``). The memory comes from ``posix_memalign`` and
     is owned by the array (freed by ``free``, as SuiteSparse frees what it
     is given), so :func:`_give` hands it to SuiteSparse without a copy.
-    Without ``posix_memalign`` (not POSIX): ``numpy.empty``.
+    Without ``posix_memalign`` (not POSIX): ``numpy.empty``. An array of the
+    same shape and dtype that this thread gave back by :func:`recycle` is
+    reused first.
     """
     dtype = np.dtype(dtype)
+    kept = getattr(_LOCAL, "recycled", None)
+    if kept:
+        same = kept.get((nrows, ncols, dtype))
+        if same:
+            array = same.pop()
+            _LOCAL.recycled_bytes -= array.nbytes
+            return array
     if _MEMALIGN is None:
         return np.empty((nrows, ncols), dtype)
     size = nrows * ncols
@@ -85,6 +96,28 @@ def aligned_empty(nrows: int, ncols: int, dtype: np.dtype) -> np.ndarray:
     if _MEMALIGN(ctypes.byref(pointer), ALIGNMENT, max(size * dtype.itemsize, 1)):
         raise MemoryError(f"cannot allocate a {nrows} x {ncols} {dtype} tile")
     return claim_buffer_2d(ffi, ffi.cast("void*", pointer.value), size, nrows, ncols, dtype, True)
+
+
+def recycle(array: np.ndarray) -> None:
+    """Keep ``array``, a work array no longer used, for this thread's next :func:`aligned_empty`.
+
+    Fresh memory costs more than the work on it at the dense kernel's sizes:
+    glibc returns freed blocks of more than ~1-2 MB to the system and every
+    new one is paged in again, and a new array is not in cache (64 rows
+    through 4096 x 4096: making ``X'`` took 1.1 ms fresh, 0.35 ms reused;
+    ``bench/README.md``). Each thread keeps at most ``RECYCLE_BYTES``; arrays
+    that do not own aligned C-ordered memory are not kept. ``array`` must not
+    be used afterwards.
+    """
+    if (
+        not (array.flags.c_contiguous and array.flags.owndata)
+        or array.ctypes.data % ALIGNMENT
+        or getattr(_LOCAL, "recycled_bytes", 0) + array.nbytes > RECYCLE_BYTES
+    ):
+        return
+    kept = _LOCAL.__dict__.setdefault("recycled", {})
+    kept.setdefault((*array.shape, array.dtype), []).append(array)
+    _LOCAL.recycled_bytes = getattr(_LOCAL, "recycled_bytes", 0) + array.nbytes
 
 
 def aligned_zeros(nrows: int, ncols: int, dtype: np.dtype) -> np.ndarray:
@@ -372,6 +405,7 @@ def dense_rows(x: Matrix, dtype: np.dtype, *, transpose: bool = False) -> np.nda
         return out
     flipped = aligned_empty(*shape, dtype)
     transpose_into(flipped, out)
+    recycle(out)
     return flipped
 
 
@@ -499,22 +533,29 @@ def plus_times_dense(x: Matrix, wt: Matrix) -> Matrix:
         return xt
 
     if nrows <= tile and padded_width(nrows) == nrows:  # one tile, unpadded: its Z' is all
-        xt = cut(0, nrows) if by_row else source
+        if by_row:
+            xt = cut(0, nrows)
+            recycle(source)
+        else:
+            xt = source
         return _give(_tile_product(wt, xt, x.dtype), x.dtype, by_row=False)
     z = np.empty((nrows, n_out), source.dtype)
     for start in range(0, nrows, tile):  # tiles of rows keep X' and Z' in cache
         stop = min(start + tile, nrows)
-        transpose_into(
-            z[start:stop], _tile_product(wt, cut(start, stop), x.dtype)[:, : stop - start]
-        )
+        zt = _tile_product(wt, cut(start, stop), x.dtype)
+        transpose_into(z[start:stop], zt[:, : stop - start])
+        recycle(zt)
+    recycle(source)
     return _give(z, x.dtype)
 
 
 def _tile_product(wt: Matrix, xt: np.ndarray, dtype: DataType) -> np.ndarray:
-    """``W' X'`` for one tile ``X'`` (taken over, see :func:`_give`), as a NumPy array."""
+    """``W' X'`` for one tile ``X'`` (recycled afterwards), as a NumPy array."""
     c = _give(aligned_zeros(wt.shape[0], xt.shape[1], xt.dtype), dtype)
+    xt_m = _give(xt, dtype)
     # Z' = 0, then Z' += W' X'
-    _mxm(c, wt, _give(xt, dtype), accumulate=True)
+    _mxm(c, wt, xt_m, accumulate=True)
+    recycle(_take(xt_m))
     return _take(c)
 
 

@@ -509,6 +509,58 @@ def test_tiles_without_posix_memalign(monkeypatch):
     assert a.shape == (5, 3) and a.dtype == np.float64 and a.flags.owndata and not a.any()
 
 
+def test_work_arrays_are_recycled_per_thread_within_a_budget():
+    import threading
+
+    from gbdnn import kernels
+
+    a = kernels.aligned_empty(64, 1024, np.float32)
+    address = a.ctypes.data
+    kernels.recycle(a)
+    seen = []
+    thread = threading.Thread(  # another thread does not get this thread's arrays
+        target=lambda: seen.append(kernels.aligned_empty(64, 1024, np.float32).ctypes.data)
+    )
+    thread.start()
+    thread.join()
+    assert seen[0] != address
+    assert kernels.aligned_empty(64, 1024, np.float64).ctypes.data != address  # other dtype
+    assert kernels.aligned_empty(1024, 64, np.float32).ctypes.data != address  # other shape
+    b = kernels.aligned_empty(64, 1024, np.float32)
+    assert b.ctypes.data == address and b.flags.owndata
+    assert kernels.aligned_empty(64, 1024, np.float32).ctypes.data != address  # taken once
+    # not kept: views, arrays off the alignment, and arrays beyond the budget
+    kernels.recycle(b[:32])
+    kernels.recycle(np.empty(64 * 1024 + 1, np.float32)[1:].reshape(64, 1024))
+    big = kernels.aligned_empty(kernels.RECYCLE_BYTES // 4096 + 1, 1024, np.float32)
+    kernels.recycle(big)
+    assert kernels.aligned_empty(64, 1024, np.float32).ctypes.data != address
+    assert kernels.aligned_empty(*big.shape, np.float32).ctypes.data != big.ctypes.data
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_dense_kernel_results_do_not_share_recycled_memory(dtype):
+    # the dense kernel reuses its work arrays (X', tiles of Z'); every result it returns
+    # must stay its own while later calls run: one unpadded tile (Z stored by column), a
+    # padded one, several tiles, and an input stored by column
+    rng = np.random.default_rng(16)
+    w = rng.normal(size=(48, 48)) * (rng.random((48, 48)) < 0.3)
+    model = gbdnn.Sequential([gbdnn.Linear(w, dtype=dtype, path="dense")])
+    inputs = [rng.normal(size=(rows, 48)) for rows in (32, 32, 20, 700, 700, 16)]
+    inputs.append(inputs[0] + 1)
+    results = []
+    for i, x in enumerate(inputs):
+        xm = gb.Matrix.from_dense(x.astype(dtype))
+        if i == len(inputs) - 1:
+            xm.ss.config["format"] = "by_col"
+            assert xm.ss.format == "fullc"
+        results.append(model.predict(xm, threads=1))
+    cast = w.astype(dtype).astype(np.float64)
+    for x, got in zip(inputs, results, strict=True):
+        expected = x.astype(dtype).astype(np.float64) @ cast
+        np.testing.assert_allclose(got.to_dense(fill_value=0), expected, **TOL[dtype])
+
+
 @pytest.mark.parametrize("by_column", [False, True])
 @pytest.mark.parametrize("fmt", ["full", "bitmap", "sparse", "hypersparse", "empty"])
 @pytest.mark.parametrize("dtype", ["float32", "int32"])
