@@ -102,9 +102,9 @@ def recycle(array: np.ndarray) -> None:
     """Keep ``array``, a work array no longer used, for this thread's next :func:`aligned_empty`.
 
     Fresh memory costs more than the work on it at the dense kernel's sizes:
-    glibc returns freed blocks of more than ~1-2 MB to the system and every
-    new one is paged in again, and a new array is not in cache (64 rows
-    through 4096 x 4096: making ``X'`` took 1.1 ms fresh, 0.35 ms reused;
+    glibc gave freed work arrays of ~1 MB back to the system, so each call
+    paged them in again, and a new array is not in cache (64 rows through
+    4096 x 4096: making ``X'`` took 1.1 ms fresh, 0.35 ms reused;
     ``bench/README.md``). Each thread keeps at most ``RECYCLE_BYTES``; arrays
     that do not own aligned C-ordered memory are not kept. ``array`` must not
     be used afterwards.

@@ -509,11 +509,12 @@ def test_tiles_without_posix_memalign(monkeypatch):
     assert a.shape == (5, 3) and a.dtype == np.float64 and a.flags.owndata and not a.any()
 
 
-def test_work_arrays_are_recycled_per_thread_within_a_budget():
+def test_work_arrays_are_recycled_per_thread_within_a_budget(monkeypatch):
     import threading
 
     from gbdnn import kernels
 
+    monkeypatch.setattr(kernels, "_LOCAL", threading.local())  # nothing kept by earlier tests
     a = kernels.aligned_empty(64, 1024, np.float32)
     address = a.ctypes.data
     kernels.recycle(a)
