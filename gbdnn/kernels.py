@@ -82,13 +82,9 @@ def aligned_empty(nrows: int, ncols: int, dtype: np.dtype) -> np.ndarray:
     reused first.
     """
     dtype = np.dtype(dtype)
-    kept = getattr(_LOCAL, "recycled", None)
-    if kept:
-        same = kept.get((nrows, ncols, dtype))
-        if same:
-            array = same.pop()
-            _LOCAL.recycled_bytes -= array.nbytes
-            return array
+    same = _recycled().get((nrows, ncols, dtype))
+    if same:
+        return same.pop()
     if _MEMALIGN is None:
         return np.empty((nrows, ncols), dtype)
     size = nrows * ncols
@@ -96,6 +92,11 @@ def aligned_empty(nrows: int, ncols: int, dtype: np.dtype) -> np.ndarray:
     if _MEMALIGN(ctypes.byref(pointer), ALIGNMENT, max(size * dtype.itemsize, 1)):
         raise MemoryError(f"cannot allocate a {nrows} x {ncols} {dtype} tile")
     return claim_buffer_2d(ffi, ffi.cast("void*", pointer.value), size, nrows, ncols, dtype, True)
+
+
+def _recycled() -> dict[tuple, list[np.ndarray]]:
+    """This thread's arrays kept by :func:`recycle`, by ``(nrows, ncols, dtype)``."""
+    return _LOCAL.__dict__.setdefault("recycled", {})
 
 
 def recycle(array: np.ndarray) -> None:
@@ -109,15 +110,15 @@ def recycle(array: np.ndarray) -> None:
     that do not own aligned C-ordered memory are not kept. ``array`` must not
     be used afterwards.
     """
+    kept = _recycled()
+    held = sum(a.nbytes for arrays in kept.values() for a in arrays)
     if (
         not (array.flags.c_contiguous and array.flags.owndata)
         or array.ctypes.data % ALIGNMENT
-        or getattr(_LOCAL, "recycled_bytes", 0) + array.nbytes > RECYCLE_BYTES
+        or held + array.nbytes > RECYCLE_BYTES
     ):
         return
-    kept = _LOCAL.__dict__.setdefault("recycled", {})
     kept.setdefault((*array.shape, array.dtype), []).append(array)
-    _LOCAL.recycled_bytes = getattr(_LOCAL, "recycled_bytes", 0) + array.nbytes
 
 
 def aligned_zeros(nrows: int, ncols: int, dtype: np.dtype) -> np.ndarray:
