@@ -1,12 +1,14 @@
 """The crossover harness: interpolation, grid runs, resume, figures, CLI."""
 
+import dataclasses
 import json
+import threading
 import time
 
 import pytest
 
 from gbdnn.bench import Grid, crossovers, kernel_choice, load_rows, plot, run_grid
-from gbdnn.bench.crossover import _crossing, _time
+from gbdnn.bench.crossover import _crossing, settle, time_in_turn
 from gbdnn.cli import main
 
 
@@ -147,24 +149,63 @@ def test_cli_bench(tmp_path, capsys):
         main(["bench", "crossover", "-o", str(out), "--sparsities", "1.5"])
 
 
-def test_timing_repeats_fast_calls_for_a_minimum_time():
-    calls = []
-    out, median, iqr, repeats = _time(lambda: calls.append(1) or len(calls), 1.0, 5, 0.02)
-    # a call of microseconds: far more than max_repeats, for about min_seconds
-    assert repeats > 5 and len(calls) == repeats + 1 and out == repeats + 1
-    assert 0 < median < 0.02 and iqr >= 0
+def test_implementations_are_timed_in_turn_round_by_round():
+    grid = Grid(budget=1.0, max_repeats=5, min_seconds=0.02, rounds=4, settle=0.05)
+    log = []
+
+    def call(name):
+        log.append(name)
+        return log.count(name)
+
+    timed = time_in_turn({"a": lambda: call("a"), "b": lambda: call("b")}, grid)
+    # one warm-up each, then one slice each per round, in the same order
+    blocks = [name for i, name in enumerate(log) if i == 0 or log[i - 1] != name]
+    assert blocks == ["a", "b"] * (1 + grid.rounds)
+    for name in "ab":
+        out, median, iqr, repeats = timed[name]
+        # calls of microseconds: far more than max_repeats, for about min_seconds in all;
+        # each slice starts with an untimed call
+        assert repeats > grid.max_repeats and log.count(name) == 1 + grid.rounds + repeats
+        assert out == log.count(name) and 0 < median < 0.01 and iqr >= 0
+
+    slow_calls = []
 
     def slow():
+        slow_calls.append(1)
         time.sleep(0.01)
 
-    # slow calls stop at max_repeats once min_seconds has passed, or at the budget
-    assert _time(slow, 1.0, 3, 0.0)[3] == 3
-    assert _time(slow, 0.025, 100, 1.0)[3] <= 4
+    # slow calls stop at max_repeats once min_seconds has passed, or at the budget,
+    # whatever the number of rounds
+    once = dataclasses.replace(grid, max_repeats=3, min_seconds=0.0, rounds=3)
+    assert time_in_turn({"slow": slow}, once)["slow"][3] == 3
+    short = dataclasses.replace(grid, budget=0.025, max_repeats=100, min_seconds=1.0, rounds=5)
+    slow_calls.clear()
+    repeats = time_in_turn({"slow": slow}, short)["slow"][3]
+    # calls longer than a slice (5 ms): no untimed call but the first
+    assert 2 <= repeats <= 4 and len(slow_calls) == repeats + 1
+
+
+def test_settle_waits_while_a_thread_of_the_process_is_busy():
+    assert settle(2.0) < 0.5  # idle: two quiet steps
+
+    def spin(seconds):
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            pass
+
+    busy = threading.Thread(target=spin, args=(0.3,))
+    busy.start()
+    waited = settle(2.0)
+    busy.join()
+    assert 0.2 < waited < 2.0
+    busy = threading.Thread(target=spin, args=(1.0,))
+    busy.start()
+    waited = settle(0.1)  # at most the limit, give or take one step
+    busy.join()
+    assert waited < 0.5
 
 
 def test_kernel_picks_replays_the_automatic_choice(tmp_path, tiny):
-    import dataclasses
-
     import kernel_picks
     import numpy as np
 

@@ -3,17 +3,18 @@
 Every grid point is a layer ``Y = X W`` with ``W`` (in x out) at a weight
 sparsity (entries zeroed uniformly at random), ``X`` (batch x in) dense or
 ReLU-like (a fraction of zeros), and a value type. For every implementation
-the setup (conversions, formats) is untimed; the call is warmed up once, then
-repeated until ``budget`` seconds or ``max_repeats``, whichever comes first,
-but for at least ``min_seconds`` (sub-millisecond calls get hundreds of
-repeats, their medians are otherwise noise); the median and the
-interquartile range are kept. Each implementation is timed after ``settle``
-idle seconds: thread pools of the one before keep their cores busy for a
-while after their last call (OpenBLAS spins ~0.1 s), which made the next one
-up to 1.4x slower (gbdnn on 1024 rows through 4096x4096 at 90 %: 212 ms right
-after a NumPy product, 149 ms after 0.3 s of idle). The result is checked against a float64 NumPy
-reference after timing: relative error below 1e-10 (FP64), 1e-4 (FP32) or
-0.1 (int8, a quantized result).
+the setup (conversions, formats) is untimed. The implementations of a point
+are timed together, in turn (:func:`time_in_turn`): each is warmed up once,
+then every round gives each a slice of repeats, so all of them meet the
+machine's slow and fast spells alike (this machine has spells 1.5-3x slow
+lasting seconds, which timing one implementation after another charged to
+whichever ran in them). Over the rounds each call is repeated until
+``budget`` seconds or ``max_repeats``, whichever comes first, but for at
+least ``min_seconds`` (sub-millisecond calls get hundreds of repeats, their
+medians are otherwise noise); the median and the interquartile range are
+kept. The result is checked against a float64 NumPy reference after timing:
+relative error below 1e-10 (FP64), 1e-4 (FP32) or 0.1 (int8, a quantized
+result).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -41,6 +42,10 @@ from .peers import (
 )
 
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4, "int8": 0.1}
+#: Seconds of each step of :func:`settle`, and the share of one core under which
+#: the process counts as idle during a step.
+IDLE_STEP = 0.005
+IDLE_CORES = 0.25
 FIELDS = [
     "shape",
     "batch",
@@ -74,7 +79,8 @@ class Grid:
     budget: float = 0.5
     max_repeats: int = 10
     min_seconds: float = 0.05
-    settle: float = 0.15
+    rounds: int = 5
+    settle: float = 0.5  # at most, before each slice (:func:`settle`)
     seed: int = 0
     implementations: tuple[str, ...] | None = field(default=None)
 
@@ -113,19 +119,80 @@ def _data(shape, batch, sparsity, activation, seed):
     return w, x
 
 
-def _time(run, budget: float, max_repeats: int, min_seconds: float):
-    out = run()  # warm-up, not timed
-    times = []
+def settle(limit: float) -> float:
+    """Wait until this process's threads are idle, at most ``limit`` seconds; return the wait.
+
+    A thread pool keeps its threads spinning after its last call, and whatever
+    runs next shares the cores with them: after NumPy's OpenBLAS products the
+    process used 0.8-1.6 cores through ~130 ms of sleep (PyTorch ~10 ms,
+    SuiteSparse and SciPy none), and gbdnn on 1024 rows through 4096x4096 at
+    90 % took 183-212 ms right after a NumPy product, 143-161 ms 0.15 s later.
+    The process counts as idle after two steps of ``IDLE_STEP`` seconds in
+    which it used under ``IDLE_CORES`` of a core.
+    """
     start = time.perf_counter()
-    while not times or (
-        (elapsed := time.perf_counter() - start) < budget
-        and (len(times) < max_repeats or elapsed < min_seconds)
-    ):
+    quiet = 0
+    while quiet < 2 and (now := time.perf_counter()) - start < limit:
+        cpu = time.process_time()
+        time.sleep(IDLE_STEP)
+        used = (time.process_time() - cpu) / (time.perf_counter() - now)
+        quiet = quiet + 1 if used < IDLE_CORES else 0
+    return time.perf_counter() - start
+
+
+def time_in_turn(runs: dict[str, Callable[[], object]], grid: Grid) -> dict[str, tuple]:
+    """Time ``runs`` together, round by round; return ``name -> (output, median, IQR, repeats)``.
+
+    Each is warmed up once (untimed). Each of ``grid.rounds`` rounds then
+    gives each a slice of repeats: until ``budget / rounds`` seconds, or once
+    it has made ``max_repeats / rounds`` repeats (rounded up) and spent
+    ``min_seconds / rounds``, whichever comes first; a call that has used its
+    whole ``budget`` sits the remaining rounds out. Over the rounds that
+    makes as many repeats as one uninterrupted loop with the same limits
+    would (a 0.19 s call: 3; a 0.1 ms call: ~500), spread over the time all
+    of them take. The process's threads :func:`settle` before every slice.
+
+    A slice of calls shorter than the slice starts with one untimed call: the
+    first call after the others had run was 2-10x slower (caches refilled,
+    threads woken; gbdnn on 64 rows through 1024x1024 at 99 %: 1.0-1.3 ms,
+    then 0.3-0.5 ms) and in a slice of a few repeats moved the median. A call
+    longer than the slice loses ~1 ms of 100 or more to it.
+    """
+    outs, last = {}, {}
+    for name, run in runs.items():
+        settle(grid.settle)
         t0 = time.perf_counter()
-        out = run()
-        times.append(time.perf_counter() - t0)
-    q1, med, q3 = np.percentile(times, [25, 50, 75])
-    return out, float(med), float(q3 - q1), len(times)
+        outs[name] = run()
+        last[name] = time.perf_counter() - t0
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    slice_seconds = grid.budget / grid.rounds
+    slice_repeats = math.ceil(grid.max_repeats / grid.rounds)
+    slice_minimum = grid.min_seconds / grid.rounds
+    for _ in range(grid.rounds):
+        for name, run in runs.items():
+            if times[name] and sum(times[name]) >= grid.budget:
+                continue
+            settle(grid.settle)
+            if last[name] < slice_seconds:
+                run()
+            start = time.perf_counter()
+            repeats = 0
+            while True:
+                t0 = time.perf_counter()
+                outs[name] = run()
+                t1 = time.perf_counter()
+                times[name].append(t1 - t0)
+                last[name] = t1 - t0
+                repeats += 1
+                if t1 - start >= slice_seconds or (
+                    repeats >= slice_repeats and t1 - start >= slice_minimum
+                ):
+                    break
+    result = {}
+    for name, ts in times.items():
+        q1, med, q3 = np.percentile(ts, [25, 50, 75])
+        result[name] = (outs[name], float(med), float(q3 - q1), len(ts))
+    return result
 
 
 def _key(row: dict) -> tuple:
@@ -178,60 +245,68 @@ def run_grid(
         "blas": blas_name(),
         "versions": json.dumps(env["versions"], sort_keys=True),
     }
-    todo = []
+    todo = []  # (point, the implementations still to time there)
     for shape, batch, sparsity, activation, dtype in grid.points():
-        for name, prepare in implementations(dtype).items():
-            if grid.implementations and name not in grid.implementations:
-                continue
-            point = {
-                "shape": f"{shape[0]}x{shape[1]}",
-                "batch": batch,
-                "sparsity": sparsity,
-                "activation": activation,
-                "dtype": dtype,
-                "implementation": name,
-            }
-            if _key(point) not in done:
-                todo.append((shape, point, prepare))
+        point = {
+            "shape": f"{shape[0]}x{shape[1]}",
+            "batch": batch,
+            "sparsity": sparsity,
+            "activation": activation,
+            "dtype": dtype,
+        }
+        impls = {
+            name: prepare
+            for name, prepare in implementations(dtype).items()
+            if (not grid.implementations or name in grid.implementations)
+            and _key({**point, "implementation": name}) not in done
+        }
+        if impls:
+            todo.append((shape, point, impls))
     new_file = not csv_path.exists()
-    with open(csv_path, "a", newline="") as f:
+    with (
+        open(csv_path, "a", newline="") as f,
+        tqdm(
+            total=sum(len(impls) for *_, impls in todo),
+            desc="crossover grid",
+            unit="row",
+            disable=not progress,
+        ) as bar,
+    ):
         writer = csv.DictWriter(f, fieldnames=FIELDS)
         if new_file:
             writer.writeheader()
-        cache: dict = {}
-        for shape, point, prepare in tqdm(
-            todo, desc="crossover grid", unit="point", disable=not progress
-        ):
-            batch, sparsity, activation = point["batch"], point["sparsity"], point["activation"]
-            dtype, name = point["dtype"], point["implementation"]
-            data_key = (shape, batch, sparsity, activation)
-            if data_key not in cache:  # made once for every value type and implementation
-                cache.clear()
-                w, x = _data(shape, batch, sparsity, activation, grid.seed)
-                cache[data_key] = {"data": (w, x, x @ w)}
-            w, x, ref = cache[data_key]["data"]
-            if dtype not in cache[data_key]:
-                cache[data_key][dtype] = conversion_seconds(x, dtype)
-            convert = cache[data_key][dtype]
-            run, to_dense, nbytes = prepare(w, x, dtype)
-            time.sleep(grid.settle)  # the previous implementation's threads go idle
-            out, median, iqr, repeats = _time(run, grid.budget, grid.max_repeats, grid.min_seconds)
-            got = to_dense(out).astype(np.float64)
-            err = float(np.linalg.norm(got - ref) / max(np.linalg.norm(ref), 1e-300))
-            row = {
-                **point,
-                "median_s": median,
-                "iqr_s": iqr,
-                "repeats": repeats,
-                "rel_error": err,
-                "correct": err <= TOLERANCE[dtype],
-                "weight_bytes": nbytes,
-                "convert_s": convert if name.startswith("gbdnn") else 0.0,
-                **common,
-            }
-            writer.writerow(row)
+        data_key, data = None, None
+        for shape, point, impls in todo:
+            key = (shape, point["batch"], point["sparsity"], point["activation"])
+            if key != data_key:  # made once for every value type
+                data_key = key
+                w, x = _data(*key, grid.seed)
+                data = (w, x, x @ w)
+            w, x, ref = data
+            dtype = point["dtype"]
+            convert = conversion_seconds(x, dtype)
+            prepared = {name: prepare(w, x, dtype) for name, prepare in impls.items()}
+            timed = time_in_turn({name: p[0] for name, p in prepared.items()}, grid)
+            for name, (_, to_dense, nbytes) in prepared.items():
+                out, median, iqr, repeats = timed[name]
+                got = to_dense(out).astype(np.float64)
+                err = float(np.linalg.norm(got - ref) / max(np.linalg.norm(ref), 1e-300))
+                row = {
+                    **point,
+                    "implementation": name,
+                    "median_s": median,
+                    "iqr_s": iqr,
+                    "repeats": repeats,
+                    "rel_error": err,
+                    "correct": err <= TOLERANCE[dtype],
+                    "weight_bytes": nbytes,
+                    "convert_s": convert if name.startswith("gbdnn") else 0.0,
+                    **common,
+                }
+                writer.writerow(row)
+                rows.append(row)
             f.flush()
-            rows.append(row)
+            bar.update(len(prepared))
     tmp = out_dir / ".crossover.json.tmp"
     tmp.write_text(
         json.dumps(
