@@ -111,7 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--activations", type=_fraction_list, help="fractions of zeros in the input, e.g. 0,0.5,0.8"
     )
     cross.add_argument("--dtypes", type=_dtype_list, help="float32,float64,int8")
-    cross.add_argument("--budget", type=float, help="seconds of repeats per point")
+    cross.add_argument(
+        "--budget", type=float, help="seconds of repeats per implementation and point"
+    )
+    cross.add_argument(
+        "--rounds", type=positive, help="rounds in which a point's implementations take turns"
+    )
     cross.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
     bench_commands.add_parser(
         "calibrate",
@@ -173,7 +178,7 @@ def run_bench(args: argparse.Namespace) -> int:
     grid = QUICK_GRID if args.quick else DEFAULT_GRID
     overrides = {
         k: getattr(args, k)
-        for k in ("shapes", "batches", "sparsities", "activations", "dtypes", "budget")
+        for k in ("shapes", "batches", "sparsities", "activations", "dtypes", "budget", "rounds")
         if getattr(args, k)
     }
     grid = replace(grid, **overrides)

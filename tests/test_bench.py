@@ -10,6 +10,7 @@ import pytest
 from gbdnn.bench import Grid, crossovers, kernel_choice, load_rows, plot, run_grid
 from gbdnn.bench.crossover import _crossing, settle, time_in_turn
 from gbdnn.cli import main
+from gbdnn.errors import ParameterError
 
 
 def test_crossing_is_interpolated_in_log_time():
@@ -147,6 +148,32 @@ def test_cli_bench(tmp_path, capsys):
         main(["bench", "crossover", "-o", str(out), "--shapes", "40by24"])
     with pytest.raises(SystemExit):
         main(["bench", "crossover", "-o", str(out), "--sparsities", "1.5"])
+    with pytest.raises(SystemExit):
+        main(["bench", "crossover", "-o", str(out), "--rounds", "0"])
+    assert main(["bench", "crossover", "-o", str(tmp_path / "other"), "--budget", "-1"]) == 2
+    assert "Grid.budget must be a positive number of seconds" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("shapes", ((1024,),), "pairs of positive integers"),
+        ("batches", (0,), "positive integers"),
+        ("sparsities", (0.5, 1.0), r"in \[0, 1\)"),
+        ("activations", (float("nan"),), r"in \[0, 1\)"),
+        ("dtypes", ("float16",), "among float64, float32, int8"),
+        ("budget", 0, "positive number of seconds"),
+        ("min_seconds", -1.0, "not negative"),
+        ("settle", float("inf"), "not negative"),
+        ("max_repeats", 2.5, "positive integer"),
+        ("rounds", 0, "positive integer"),
+        ("implementations", ("gbdnn", "Eigen"), "among .*SciPy CSR"),
+    ],
+)
+def test_grid_rejects_bad_settings(field, value, message):
+    with pytest.raises(ParameterError, match=f"Grid.{field} must be .*{message}"):
+        Grid(**{field: value})
 
 
 def test_implementations_are_timed_in_turn_round_by_round():

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..envinfo import environment
+from ..errors import ParameterError
 from ..runner import available_cores
 from .peers import (
     DENSE_PEERS,
@@ -67,9 +68,21 @@ FIELDS = [
 ]
 
 
+def _count(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
+
+
+def _real(value: object) -> bool:
+    return (
+        isinstance(value, (int, float, np.integer, np.floating))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+    )
+
+
 @dataclass(frozen=True)
 class Grid:
-    """The points to measure."""
+    """The points to measure, and how long to time each (checked when made)."""
 
     shapes: tuple[tuple[int, int], ...] = ((1024, 1024), (4096, 4096))
     batches: tuple[int, ...] = (1, 64, 1024)
@@ -83,6 +96,30 @@ class Grid:
     settle: float = 0.5  # at most, before each slice (:func:`settle`)
     seed: int = 0
     implementations: tuple[str, ...] | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        def check(ok: bool, name: str, what: str) -> None:
+            if not ok:
+                raise ParameterError(f"Grid.{name} must be {what}, got {getattr(self, name)!r}")
+
+        pairs = all(len(s) == 2 and _count(s[0]) and _count(s[1]) for s in self.shapes)
+        check(bool(self.shapes) and pairs, "shapes", "(in, out) pairs of positive integers")
+        check(bool(self.batches) and all(map(_count, self.batches)), "batches", "positive integers")
+        for name in ("sparsities", "activations"):
+            values = getattr(self, name)
+            check(bool(values) and all(_real(v) and 0 <= v < 1 for v in values), name, "in [0, 1)")
+        types = ", ".join(TOLERANCE)
+        check(bool(self.dtypes) and set(self.dtypes) <= set(TOLERANCE), "dtypes", f"among {types}")
+        check(_real(self.budget) and self.budget > 0, "budget", "a positive number of seconds")
+        for name in ("min_seconds", "settle"):
+            value = getattr(self, name)
+            check(_real(value) and value >= 0, name, "a number of seconds, not negative")
+        check(_count(self.max_repeats), "max_repeats", "a positive integer")
+        check(_count(self.rounds), "rounds", "a positive integer")
+        if self.implementations is not None:
+            known = {name for dtype in TOLERANCE for name in implementations(dtype)}
+            unknown = set(self.implementations) - known
+            check(not unknown, "implementations", f"among {sorted(known)} on this machine")
 
     def points(self) -> list[tuple]:
         """``(shape, batch, sparsity, activation, dtype)``, the value type innermost
