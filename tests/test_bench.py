@@ -159,7 +159,9 @@ def test_cli_bench(tmp_path, capsys):
     ("field", "value", "message"),
     [
         ("shapes", ((1024,),), "pairs of positive integers"),
+        ("shapes", (1024, 1024), "pairs of positive integers"),
         ("batches", (0,), "positive integers"),
+        ("batches", 64, "positive integers"),
         ("sparsities", (0.5, 1.0), r"in \[0, 1\)"),
         ("activations", (float("nan"),), r"in \[0, 1\)"),
         ("dtypes", ("float16",), "among float64, float32, int8"),

@@ -68,6 +68,11 @@ FIELDS = [
 ]
 
 
+def _values(value: object, each) -> bool:
+    """Whether ``value`` is a non-empty tuple or list of items that pass ``each``."""
+    return isinstance(value, (tuple, list)) and bool(value) and all(map(each, value))
+
+
 def _count(value: object) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
 
@@ -102,14 +107,18 @@ class Grid:
             if not ok:
                 raise ParameterError(f"Grid.{name} must be {what}, got {getattr(self, name)!r}")
 
-        pairs = all(len(s) == 2 and _count(s[0]) and _count(s[1]) for s in self.shapes)
-        check(bool(self.shapes) and pairs, "shapes", "(in, out) pairs of positive integers")
-        check(bool(self.batches) and all(map(_count, self.batches)), "batches", "positive integers")
+        def pair(s: object) -> bool:
+            return _values(s, _count) and len(s) == 2
+
+        def fraction(v: object) -> bool:
+            return _real(v) and 0 <= v < 1
+
+        check(_values(self.shapes, pair), "shapes", "(in, out) pairs of positive integers")
+        check(_values(self.batches, _count), "batches", "positive integers")
         for name in ("sparsities", "activations"):
-            values = getattr(self, name)
-            check(bool(values) and all(_real(v) and 0 <= v < 1 for v in values), name, "in [0, 1)")
+            check(_values(getattr(self, name), fraction), name, "in [0, 1)")
         types = ", ".join(TOLERANCE)
-        check(bool(self.dtypes) and set(self.dtypes) <= set(TOLERANCE), "dtypes", f"among {types}")
+        check(_values(self.dtypes, TOLERANCE.__contains__), "dtypes", f"among {types}")
         check(_real(self.budget) and self.budget > 0, "budget", "a positive number of seconds")
         for name in ("min_seconds", "settle"):
             value = getattr(self, name)
