@@ -1,8 +1,9 @@
 """Which kernel gbdnn's automatic choice took at each FP32 point of a crossover grid.
 
-The grid times the automatic choice and the sparse and dense kernels alone in
-separate runs; on shared machines the same kernel timed twice differs by up to
-1.4x, so comparing those runs judges the noise as much as the choice. This
+The grid times the automatic choice and the sparse and dense kernels alone as
+separate implementations (in turn, round by round); when the choice picked one
+of them, the two timings of the same kernel still differ by the machine's
+noise, which a comparison of the two judges as much as the choice. This
 script replays each point (same data, same seed, this machine's costs) and
 records the kernel the cost model picked for every batch of the timed calls
 (after one warm-up call, as in the grid), then judges a sparse

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
+from collections import OrderedDict
 from typing import NamedTuple
 
 import numpy as np
@@ -82,8 +83,10 @@ def aligned_empty(nrows: int, ncols: int, dtype: np.dtype) -> np.ndarray:
     reused first.
     """
     dtype = np.dtype(dtype)
-    same = _recycled().get((nrows, ncols, dtype))
+    kept = _recycled()
+    same = kept.get((nrows, ncols, dtype))
     if same:
+        kept.move_to_end((nrows, ncols, dtype))  # the shape used last is evicted last
         return same.pop()
     if _MEMALIGN is None:
         return np.empty((nrows, ncols), dtype)
@@ -94,9 +97,10 @@ def aligned_empty(nrows: int, ncols: int, dtype: np.dtype) -> np.ndarray:
     return claim_buffer_2d(ffi, ffi.cast("void*", pointer.value), size, nrows, ncols, dtype, True)
 
 
-def _recycled() -> dict[tuple, list[np.ndarray]]:
-    """This thread's arrays kept by :func:`recycle`, by ``(nrows, ncols, dtype)``."""
-    return _LOCAL.__dict__.setdefault("recycled", {})
+def _recycled() -> OrderedDict[tuple, list[np.ndarray]]:
+    """This thread's arrays kept by :func:`recycle`, by ``(nrows, ncols, dtype)``, the
+    shape used longest ago first."""
+    return _LOCAL.__dict__.setdefault("recycled", OrderedDict())
 
 
 def recycle(array: np.ndarray) -> None:
@@ -106,19 +110,30 @@ def recycle(array: np.ndarray) -> None:
     glibc gave freed work arrays of ~1 MB back to the system, so each call
     paged them in again, and a new array is not in cache (64 rows through
     4096 x 4096: making ``X'`` took 1.1 ms fresh, 0.35 ms reused;
-    ``bench/README.md``). Each thread keeps at most ``RECYCLE_BYTES``; arrays
-    that do not own aligned C-ordered memory are not kept. ``array`` must not
-    be used afterwards.
+    ``bench/README.md``). Each thread keeps at most ``RECYCLE_BYTES``: to make
+    room, the arrays of the shapes used longest ago go first (a process that
+    moves on to other layer shapes keeps reusing). Arrays that do not own
+    aligned C-ordered memory, or exceed the budget alone, are not kept.
+    ``array`` must not be used afterwards.
     """
-    kept = _recycled()
-    held = sum(a.nbytes for arrays in kept.values() for a in arrays)
     if (
         not (array.flags.c_contiguous and array.flags.owndata)
         or array.ctypes.data % ALIGNMENT
-        or held + array.nbytes > RECYCLE_BYTES
+        or array.nbytes > RECYCLE_BYTES
     ):
         return
-    kept.setdefault((*array.shape, array.dtype), []).append(array)
+    kept = _recycled()
+    key = (*array.shape, array.dtype)
+    kept.setdefault(key, []).append(array)
+    kept.move_to_end(key)
+    held = sum(a.nbytes for arrays in kept.values() for a in arrays)
+    while held > RECYCLE_BYTES:
+        oldest = next(iter(kept))
+        arrays = kept[oldest]
+        if arrays:
+            held -= arrays.pop(0).nbytes
+        if not arrays:
+            del kept[oldest]
 
 
 def aligned_zeros(nrows: int, ncols: int, dtype: np.dtype) -> np.ndarray:

@@ -530,13 +530,26 @@ def test_work_arrays_are_recycled_per_thread_within_a_budget(monkeypatch):
     b = kernels.aligned_empty(64, 1024, np.float32)
     assert b.ctypes.data == address and b.flags.owndata
     assert kernels.aligned_empty(64, 1024, np.float32).ctypes.data != address  # taken once
-    # not kept: views, arrays off the alignment, and arrays beyond the budget
+    # not kept: views, arrays off the alignment, and arrays beyond the budget alone
     kernels.recycle(b[:32])
     kernels.recycle(np.empty(64 * 1024 + 1, np.float32)[1:].reshape(64, 1024))
     big = kernels.aligned_empty(kernels.RECYCLE_BYTES // 4096 + 1, 1024, np.float32)
     kernels.recycle(big)
     assert kernels.aligned_empty(64, 1024, np.float32).ctypes.data != address
     assert kernels.aligned_empty(*big.shape, np.float32).ctypes.data != big.ctypes.data
+    # within the budget, the shapes used longest ago make room for new ones
+    quarter = kernels.RECYCLE_BYTES // 4 // 4096  # rows of 1024 FP32 in a quarter
+    old = [kernels.aligned_empty(quarter, 1024, np.float32) for _ in range(4)]
+    addresses = [a.ctypes.data for a in old]
+    for a in old:
+        kernels.recycle(a)  # the whole budget, one shape
+    new = kernels.aligned_empty(quarter, 512, np.float32)
+    kernels.recycle(new)  # half a quarter: the oldest array of the old shape goes
+    assert kernels.aligned_empty(quarter, 512, np.float32).ctypes.data == new.ctypes.data
+    reused = {kernels.aligned_empty(quarter, 1024, np.float32).ctypes.data for _ in range(4)}
+    assert len(reused & set(addresses)) == 3 and addresses[0] not in reused
+    kept = kernels._recycled()
+    assert sum(a.nbytes for arrays in kept.values() for a in arrays) <= kernels.RECYCLE_BYTES
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
