@@ -172,7 +172,8 @@ def settle(limit: float) -> float:
     runs next shares the cores with them: after NumPy's OpenBLAS products the
     process used 0.8-1.6 cores through ~130 ms of sleep (PyTorch ~10 ms,
     SuiteSparse and SciPy none), and gbdnn on 1024 rows through 4096x4096 at
-    90 % took 183-212 ms right after a NumPy product, 143-161 ms 0.15 s later.
+    90 % took 182-218 ms within 10 ms of a NumPy product, 143-186 ms 0.1-0.3 s
+    later.
     The process counts as idle after two steps of ``IDLE_STEP`` seconds in
     which it used under ``IDLE_CORES`` of a core.
     """
