@@ -297,6 +297,19 @@ def _empty(dtype: DataType, nrows: int, ncols: int) -> Matrix:
     return Matrix._from_obj(obj, dtype, nrows, ncols)
 
 
+def release(m: Matrix) -> None:
+    """Free the entries of ``m`` now: a matrix gbdnn made and uses no more.
+
+    Every python-graphblas 2025.2.0 ``Matrix`` is in a reference cycle with its
+    ``ss`` accessor (python-graphblas issue 559), so a dropped one keeps its
+    memory until Python's cyclic garbage collector runs, and the matrices made
+    meanwhile take fresh memory: four 1024-wide layers on 1024 rows made
+    ~1000 page faults a call (``bench/README.md``). ``m`` stays a valid,
+    empty matrix.
+    """
+    check_status(lib.GrB_Matrix_clear(m._carg), m)
+
+
 def _give(values: np.ndarray, dtype: DataType, *, by_row: bool = True) -> Matrix:
     """A full matrix that takes over the memory of ``values``, without a copy.
 
@@ -379,12 +392,16 @@ def plus_times(x: Matrix, w: Matrix, *, fill: bool = False) -> Matrix:
     if x.shape[1] != w.shape[0]:
         raise ShapeError(f"X has {x.shape[1]} columns but W has {w.shape[0]} rows")
     full = _is_full(x)
+    filled = None
     if fill and not full:
-        x, full = _give(dense_rows(x, x.dtype.np_type), x.dtype), True
+        x = filled = _give(dense_rows(x, x.dtype.np_type), x.dtype)
+        full = True
     if full:
         z = _give(np.zeros((x.shape[0], w.shape[1]), w.dtype.np_type), w.dtype)
         # Z = 0 (full), then Z += X W in place
         _mxm(z, x, w, accumulate=True)
+        if filled is not None:
+            recycle(_take(filled))
         return z
     z = _empty(w.dtype, x.shape[0], w.shape[1])
     # Z(i,j) = sum_k X(i,k) * W(k,j)
@@ -486,15 +503,16 @@ def plus_times_dot(x: Matrix, wt: Matrix) -> Matrix:
     it gave the same bits 1.1-1.5x slower (one row through 1024x1024 and
     4096x4096 at 90-99.9 %, ``bench/README.md``).
     """
-    if not _is_full(x):
-        x = _give(dense_rows(x, x.dtype.np_type), x.dtype)
+    filled = None if _is_full(x) else _give(dense_rows(x, x.dtype.np_type), x.dtype)
     z = _empty(wt.dtype, x.shape[0], wt.shape[0])
     _engage(_context(batch_cores()))
     try:
         # Z(i,j) = sum_k X(i,k) W'(j,k)
-        _mxm(z, x, wt, desc=lib.GrB_DESC_T1)
+        _mxm(z, x if filled is None else filled, wt, desc=lib.GrB_DESC_T1)
     finally:
         _engage(_engaged())
+    if filled is not None:
+        recycle(_take(filled))
     return z
 
 

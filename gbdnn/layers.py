@@ -370,7 +370,10 @@ def affine_stage(
 
         def affine(z: Matrix) -> Matrix:
             # Z = P(X) + 1 b', the bias reaching every entry
-            return kernels.add_bias_full(product(z), b)
+            p = product(z)
+            out = kernels.add_bias_full(p, b)
+            kernels.release(p)
+            return out
 
     if relu is None:
         return affine, 1

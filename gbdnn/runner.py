@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from .convert import ArrayLike, family_of, from_matrices, row_slice, rows_to_numpy, to_matrix
 from .dtypes import ValueType
 from .errors import ParameterError, ShapeError
-from .kernels import batch_threads
+from .kernels import batch_threads, release
 
 Stage = Callable[[Matrix], Matrix]
 Output = Literal["auto", "numpy", "scipy", "graphblas"]
@@ -135,9 +135,14 @@ def run(
         with batch_threads(cores):
             z = to_matrix(row_slice(x, start, stop), vtype, "X", check_finite=check_finite)
             for stage in stages:
-                z = stage(z)
+                out = stage(z)
+                if out is not z and z is not x:  # never the caller's own matrix
+                    release(z)
+                z = out
             if dense is not None:
                 rows_to_numpy(z, dense[start:stop])
+                if z is not x:
+                    release(z)
         if bar is not None:
             bar.update(stop - start)
         return z if dense is None else None

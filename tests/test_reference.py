@@ -552,6 +552,40 @@ def test_work_arrays_are_recycled_per_thread_within_a_budget(monkeypatch):
     assert sum(a.nbytes for arrays in kept.values() for a in arrays) <= kernels.RECYCLE_BYTES
 
 
+@pytest.mark.parametrize("batch_size", [None, 7])
+@pytest.mark.parametrize("output", ["graphblas", "numpy"])
+def test_intermediates_are_released_but_never_the_input_or_result(monkeypatch, batch_size, output):
+    # python-graphblas matrices live until the cyclic garbage collector runs: the runner
+    # frees the entries of every matrix it made and no longer uses, and only those
+    from gbdnn import kernels, runner
+
+    rng = np.random.default_rng(21)
+    weights = [rng.normal(size=(24, 24)) * (rng.random((24, 24)) < 0.4) for _ in range(3)]
+    biases = [rng.normal(size=24) for _ in range(3)]
+    layers = []
+    for w, b, path in zip(weights, biases, ("sparse", "dense", "blas"), strict=True):
+        layers += [gbdnn.Linear(w, bias=b, dtype="float64", path=path), gbdnn.ReLU()]
+    model = gbdnn.Sequential(layers)
+    x = np.abs(rng.normal(size=(20, 24)))
+    xm = gb.Matrix.from_dense(x)
+    before = xm.dup()
+    released = []
+
+    def spy(m):
+        released.append(m)
+        kernels.release(m)
+
+    monkeypatch.setattr(runner, "release", spy)
+    got = model.predict(xm, output=output, batch_size=batch_size, threads=1)
+    assert xm.isequal(before)  # the caller's matrix keeps every entry
+    assert released and all(m.nvals == 0 and m is not xm for m in released)
+    dense = got if output == "numpy" else got.to_dense(fill_value=0)
+    ref = x
+    for w, b in zip(weights, biases, strict=True):
+        ref = np.maximum(ref @ w + b, 0)
+    np.testing.assert_allclose(dense, ref, rtol=1e-10, atol=1e-10)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_dense_kernel_results_do_not_share_recycled_memory(dtype):
     # the dense kernel reuses its work arrays (X', tiles of Z'); every result it returns
