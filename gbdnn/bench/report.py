@@ -50,6 +50,10 @@ def pivot_table(cross: list[dict], dtype: str) -> str:
     return "\n".join(lines)
 
 
+def _points(n: int) -> str:
+    return f"{n} point" if n == 1 else f"{n} points"
+
+
 def kernel_choice_table(choices: list[dict], limit: float = 1.10, most: int = 12) -> str:
     """How close gbdnn's automatic kernel choice came to the faster kernel, worst points first."""
     if not choices:
@@ -57,9 +61,9 @@ def kernel_choice_table(choices: list[dict], limit: float = 1.10, most: int = 12
     ratios = sorted(c["ratio"] for c in choices)
     over = [c for c in choices if c["ratio"] > limit]
     lines = [
-        f"Kernel choice ({len(choices)} FP32 points timed with each kernel alone): the "
+        f"Kernel choice (FP32, {_points(len(choices))} timed with each kernel alone): the "
         f"automatic choice took {ratios[len(ratios) // 2]:.2f}x the faster kernel's time "
-        f"at the median, {ratios[-1]:.2f}x at worst; {len(over)} points over "
+        f"at the median, {ratios[-1]:.2f}x at worst; {_points(len(over))} over "
         f"{limit:.2f}x.",
         "",
         "| shape | batch | input zeros | weight sparsity | auto / faster kernel | faster |",
