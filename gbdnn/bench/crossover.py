@@ -202,7 +202,7 @@ def time_in_turn(runs: dict[str, Callable[[], object]], grid: Grid) -> dict[str,
     A slice of calls shorter than the slice starts with one untimed call: the
     first call after the others had run was 2-10x slower (caches refilled,
     threads woken; gbdnn on 64 rows through 1024x1024 at 99 %: 1.0-1.3 ms,
-    then 0.3-0.5 ms) and in a slice of a few repeats moved the median. A call
+    then 0.34-0.55 ms) and in a slice of a few repeats moved the median. A call
     longer than the slice loses ~1 ms of 100 or more to it.
     """
     outs, last = {}, {}
