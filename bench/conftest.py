@@ -48,6 +48,8 @@ def record(benchmark, group, name, threads, edges, *, baseline=False):
     Within a ``group`` every row is compared with the ``baseline`` row (the
     one with the most threads when several are).
     """
+    if benchmark.stats is None:  # --benchmark-disable: each call ran once, unmeasured
+        return
     median = benchmark.stats.stats.median
     info = {
         "group": group,
