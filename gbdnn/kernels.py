@@ -41,10 +41,16 @@ DENSE_TILE_BYTES = 1 << 20
 DENSE_TILE_MAX = 256
 #: Tiles of :func:`plus_times_dense` are padded to a multiple of this many rows.
 DENSE_LANES = 16
-#: Side of the square blocks :func:`transpose_into` copies: NumPy's plain
-#: ``out[...] = a.T`` was 1.3-6.6x slower on arrays of 256 KB and more with more
-#: rows than this, 4-30 % faster on arrays of at most this many rows.
+#: Side of the square blocks :func:`transpose_into` copies from arrays of fewer than
+#: ``TRANSPOSE_STRIP_COLUMNS`` columns: NumPy's plain ``out[...] = a.T`` was 1.3-6.6x
+#: slower on arrays of 256 KB and more with more rows than this, 4-30 % faster on
+#: arrays of at most this many rows.
 TRANSPOSE_BLOCK = 128
+#: :func:`transpose_into` copies arrays of at least this many columns in strips of
+#: rows, each strip one cache line of ``out`` per row (16 FP32 or 8 FP64 rows):
+#: 2.5-5.5x faster than the blocks on 64-1024 rows of 1024-4096 columns, 2.0x on
+#: 2048 x 256, slower than the blocks on 128 columns (``bench/README.md``).
+TRANSPOSE_STRIP_COLUMNS = 256
 #: :func:`sum_values` sums bitmaps of at least this many positions in NumPy (16 x 1024
 #: FP32, 20-50 % stored: 52-55 us, SuiteSparse 58-121 us; 4 x 1024: 19-36 vs 10 us).
 BITMAP_SUM_MIN = 1 << 14
@@ -144,7 +150,17 @@ def aligned_zeros(nrows: int, ncols: int, dtype: np.dtype) -> np.ndarray:
 
 
 def transpose_into(out: np.ndarray, a: np.ndarray) -> None:
-    """``out[...] = a.T``, in square blocks that stay in cache unless ``a`` has few rows."""
+    """``out[...] = a.T``, in strips or blocks that stay in cache unless ``a`` is small.
+
+    NumPy's transposing copy runs its inner loop along a strided axis, ~1.4-4 ns
+    an entry; a strip of a few rows of a wide ``a`` is read as that many
+    sequential streams, each row of the strip's ``out`` one cache line.
+    """
+    if a.shape[1] >= TRANSPOSE_STRIP_COLUMNS:
+        strip = max(1, ALIGNMENT // a.itemsize)
+        for i in range(0, a.shape[0], strip):
+            out[:, i : i + strip] = a[i : i + strip].T
+        return
     step = TRANSPOSE_BLOCK
     if a.shape[0] <= step:
         out[...] = a.T
