@@ -61,8 +61,13 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def is_positive_int(value: object) -> bool:
+    """Whether ``value`` is an integer (Python or NumPy, not a bool) of at least 1."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
+
+
 def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+    if not is_positive_int(value):
         raise ParameterError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..envinfo import environment
 from ..errors import ParameterError
-from ..runner import available_cores
+from ..runner import available_cores, is_positive_int
 from .peers import (
     DENSE_PEERS,
     KERNEL_CHECKS,
@@ -73,10 +73,6 @@ def _values(value: object, each) -> bool:
     return isinstance(value, (tuple, list)) and bool(value) and all(map(each, value))
 
 
-def _count(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
-
-
 def _real(value: object) -> bool:
     return (
         isinstance(value, (int, float, np.integer, np.floating))
@@ -108,13 +104,13 @@ class Grid:
                 raise ParameterError(f"Grid.{name} must be {what}, got {getattr(self, name)!r}")
 
         def pair(s: object) -> bool:
-            return _values(s, _count) and len(s) == 2
+            return _values(s, is_positive_int) and len(s) == 2
 
         def fraction(v: object) -> bool:
             return _real(v) and 0 <= v < 1
 
         check(_values(self.shapes, pair), "shapes", "(in, out) pairs of positive integers")
-        check(_values(self.batches, _count), "batches", "positive integers")
+        check(_values(self.batches, is_positive_int), "batches", "positive integers")
         for name in ("sparsities", "activations"):
             check(_values(getattr(self, name), fraction), name, "in [0, 1)")
         types = ", ".join(TOLERANCE)
@@ -123,8 +119,8 @@ class Grid:
         for name in ("min_seconds", "settle"):
             value = getattr(self, name)
             check(_real(value) and value >= 0, name, "a number of seconds, not negative")
-        check(_count(self.max_repeats), "max_repeats", "a positive integer")
-        check(_count(self.rounds), "rounds", "a positive integer")
+        check(is_positive_int(self.max_repeats), "max_repeats", "a positive integer")
+        check(is_positive_int(self.rounds), "rounds", "a positive integer")
         if self.implementations is not None:
             known = {name for dtype in TOLERANCE for name in implementations(dtype)}
             unknown = set(self.implementations) - known
