@@ -48,7 +48,7 @@ DENSE_LANES = 16
 TRANSPOSE_BLOCK = 128
 #: :func:`transpose_into` copies arrays of at least this many columns in strips of
 #: rows, each strip one cache line of ``out`` per row (16 FP32 or 8 FP64 rows):
-#: 1.6-4.5x faster than the blocks on 64-4096 rows of 1024-4096 columns, 2.0x on
+#: 1.7-5.1x faster than the blocks on 64-4096 rows of 1024-4096 columns, 1.9x on
 #: 2048 x 256, slower than the blocks on 128 columns (``bench/README.md``).
 TRANSPOSE_STRIP_COLUMNS = 256
 #: :func:`sum_values` sums bitmaps of at least this many positions in NumPy (16 x 1024
