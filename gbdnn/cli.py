@@ -174,6 +174,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
     from .bench import DEFAULT_GRID, QUICK_GRID, crossovers, kernel_choice, plot, run_grid
     from .bench.report import kernel_choice_table, markdown_table, pivot_table
+    from .tuning import cache_path, calibrate_once
 
     grid = QUICK_GRID if args.quick else DEFAULT_GRID
     overrides = {
@@ -183,6 +184,11 @@ def run_bench(args: argparse.Namespace) -> int:
     }
     grid = replace(grid, **overrides)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
+    if calibrate_once():  # the automatic kernel choice timed is this machine's
+        print(
+            f"gbdnn: calibrated this machine's kernel costs, cached in {cache_path()}",
+            file=sys.stderr,
+        )
     rows = run_grid(grid, args.output, resume=args.resume, progress=progress)
     files = plot(rows, args.output)
     cross = crossovers(rows)

@@ -8,7 +8,7 @@ call (``*_call``; per tile for the dense kernel, see
 ``"sparse"``  :func:`gbdnn.kernels.plus_times`, Gustavson on the sparse rows
               of X: ``sparse_mac * m + sparse_out * e`` for ``m = nnz(X)
               nnz(W) / in`` multiply-adds and ``e`` entries of Z (each costs
-              ~30-50 ns, 40x a multiply-add; a model of multiply-adds alone
+              15-50 ns, 25-40x a multiply-add; a model of multiply-adds alone
               was off by up to 20x on random weights). ``e`` is not known
               before the product and depends on the weights' structure
               (random weights: ``b out (1 - exp(-m / (b out)))``; the Graph
@@ -36,7 +36,10 @@ call (``*_call``; per tile for the dense kernel, see
               making ``X'`` and ``Z`` (a transpose in, and one out for
               batches of more than one tile).
 ``"dot"``     :func:`gbdnn.kernels.plus_times_dot`, ``X (W')'`` as dot products
-              of rows: ``dot_mac * b nnz(W) / t``, ``t`` the threads
+              of rows: ``(dot_mac * b nnz(W) + dot_entry * b out) / t``, one
+              ``dot_entry`` per dot product (each row of ``W'`` is a loop of
+              its own: one row through 4096x4096 at 99.9 % took 2x the
+              sparse kernel's time, ``bench/README.md``), ``t`` the threads
               SuiteSparse gives it: one per ``DOT_CHUNK`` entries of W and X,
               at most the cores the batch has; for batches of at most
               ``DOT_MAX_ROWS`` full rows (it makes sparse rows full first:
@@ -66,17 +69,21 @@ a fixed ``path`` (``"sparse"``, ``"dense"`` or ``"dot"``) gives bit-identical
 results for any batch size and thread count; BLAS may round differently for different
 batch shapes.
 
-The default costs are :func:`calibrate`'s on the project's 2-core machines
-(2048-wide layers, not the benchmark grid's sizes; each the median of three
-runs, the ``sparse_full`` and ``fill`` costs of nine to eighteen, ``sparse_weight``
-and ``dot_call`` of three); run it (or ``gbdnn bench
-calibrate``) to measure this machine's and cache them in
+The default costs are :func:`calibrate`'s on one of the project's 2-core
+machines, an AMD EPYC (2048-wide layers, not the benchmark grid's sizes; each
+the median of six runs). Machines differ by more than their speed: the
+2-core Xeons of earlier measurements took 4x as long per multiply-add of the
+sparse kernel's loop over a full ``X`` and per weight of BLAS's read of ``W``,
+2.7x per multiply-add of the dense kernel, 2x of BLAS's. Run
+:func:`calibrate` (or ``gbdnn bench calibrate``; ``gbdnn bench crossover``
+does so when nothing is cached) to measure this machine's and cache them in
 ``$XDG_CACHE_HOME/gbdnn/costs.json`` (``~/.cache`` by default), where gbdnn
 reads them from then on.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -87,14 +94,13 @@ from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
+from graphblas import Matrix
 
 from .errors import CacheWarning, ParameterError
-from .kernels import batch_threads, padded_width, tile_rows
+from .kernels import batch_threads, padded_width, plus_times, recycle, release, tile_rows
 
 KERNELS = ("sparse", "dense", "dot", "blas")
 PATHS = ("auto", *KERNELS)
-#: Rows per batch of the dot kernel's calibration.
-DOT_ROWS = 2
 #: The dot kernel is for batches of at most this many rows: it computes every one
 #: of the ``b x out`` dot products, stored weights or not (64 rows through a
 #: 1024x1024 layer at 99.9 % sparsity took 3x the sparse kernel's time).
@@ -114,22 +120,23 @@ class Costs:
     """Wall seconds per call and per unit of work of each kernel, every worker busy
     (as in predict)."""
 
-    sparse_mac: float = 7.9e-10
-    sparse_out: float = 5.2e-8
-    sparse_full_mac: float = 1.05e-9
-    sparse_full_entry: float = 9e-10
-    sparse_weight: float = 8.6e-10
-    fill_entry: float = 5.2e-9
-    dense_mac: float = 1.9e-10
-    dense_entry: float = 1.7e-9
-    dot_mac: float = 1.65e-9
-    blas_mac: float = 3.7e-11
-    blas_weight: float = 2.6e-10
-    sparse_call: float = 1.7e-5
-    dense_call: float = 9.6e-5
-    fill_call: float = 3.4e-5
-    dot_call: float = 1.8e-5
-    blas_call: float = 3e-5
+    sparse_mac: float = 6.3e-10
+    sparse_out: float = 1.6e-08
+    sparse_full_mac: float = 2.8e-10
+    sparse_full_entry: float = 2.5e-10
+    sparse_weight: float = 3.4e-10
+    fill_entry: float = 1.3e-09
+    dense_mac: float = 7.7e-11
+    dense_entry: float = 3.7e-10
+    dot_mac: float = 3.4e-10
+    dot_entry: float = 4.1e-09
+    blas_mac: float = 2e-11
+    blas_weight: float = 6.6e-11
+    sparse_call: float = 6.2e-06
+    dense_call: float = 3.1e-05
+    fill_call: float = 1.1e-05
+    dot_call: float = 5.6e-06
+    blas_call: float = 1e-05
 
     def __post_init__(self) -> None:
         # every batch looks its kernel choice up by these costs: hash them once (1 us)
@@ -153,19 +160,26 @@ def current_costs() -> Costs:
     gbdnn, which measured fewer), gives a :class:`~gbdnn.errors.CacheWarning`
     naming them; those take their defaults, the others keep their measured values.
     """
-    path = cache_path()
-    advice = "`gbdnn bench calibrate` measures this machine's"
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        return Costs()
-    except (OSError, ValueError) as exc:
+    measured, problem = _read_cache()
+    if problem:
         warnings.warn(
-            f"cannot read the cached costs {path} ({exc}): using the defaults; {advice}",
+            f"{problem}; `gbdnn bench calibrate` measures this machine's",
             CacheWarning,
             stacklevel=2,
         )
-        return Costs()
+    return Costs(**measured)
+
+
+def _read_cache() -> tuple[dict[str, float], str | None]:
+    """The costs cached for this machine, and what is wrong with the cache (None: nothing;
+    no cache at all is not a problem, just no costs)."""
+    path = cache_path()
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}, None
+    except (OSError, ValueError) as exc:
+        return {}, f"cannot read the cached costs {path} ({exc}): using the defaults"
     if not isinstance(data, dict):
         data = {}
     measured = {
@@ -175,13 +189,25 @@ def current_costs() -> Costs:
     }
     missing = [f.name for f in fields(Costs) if f.name not in measured]
     if missing:
-        warnings.warn(
+        return measured, (
             f"the cached costs {path} lack {', '.join(missing)} (missing, or not a positive "
-            f"number): using their defaults; {advice}",
-            CacheWarning,
-            stacklevel=2,
+            "number): using their defaults"
         )
-    return Costs(**measured)
+    return measured, None
+
+
+def calibrate_once() -> bool:
+    """Calibrate this machine's costs (:func:`calibrate`, a few seconds) unless a
+    complete set is cached; True if it did.
+
+    ``gbdnn bench crossover`` calls it first, so the automatic kernel choice it
+    times is this machine's, measured once and cached.
+    """
+    measured, _ = _read_cache()
+    if len(measured) == len(fields(Costs)):
+        return False
+    calibrate(save=True)
+    return True
 
 
 def multiply_adds(nnz_x: int, nnz_w: int, n_in: int) -> float:
@@ -216,7 +242,9 @@ def estimates(
         + fill
         + (c.dense_mac * nnz_w + c.dense_entry * (n_in + n_out)) * padded_width(nrows),
         "dot": c.dot_call
-        + c.dot_mac * nrows * nnz_w / max(1, min(cores, (nnz_w + nnz_x) // DOT_CHUNK))
+        + (c.dot_mac * nnz_w + c.dot_entry * n_out)
+        * nrows
+        / max(1, min(cores, (nnz_w + nnz_x) // DOT_CHUNK))
         if nrows <= DOT_MAX_ROWS and full
         else float("inf"),
         "blas": c.blas_call + fill + (c.blas_mac * nrows + c.blas_weight) * n_in * n_out,
@@ -314,26 +342,71 @@ def _cheapest(
     return min(kernels, key=estimate.__getitem__)
 
 
-def _seconds(kernel, inputs) -> float:
+def _freeing(kernel):
+    """``kernel`` whose result is freed at once, as :func:`gbdnn.runner.run` frees what a
+    batch no longer needs: a product of 128 rows through 2048x2048 at 99.8 % took 0.47
+    or 1.0 ms by turns, as its dropped results were left to Python's cyclic collector
+    (python-graphblas issue 559) and their memory came back to the allocator in heaps."""
+
+    def call(x):
+        out = kernel(x)
+        if isinstance(out, Matrix):
+            release(out)
+        else:  # an array (making X full): kept for reuse, as the kernels keep theirs
+            recycle(out)
+
+    return call
+
+
+def _seconds(kernel, inputs, repeats: int = 15) -> float:
     """Wall seconds of one call with one input per worker, all workers busy."""
     from concurrent.futures import ThreadPoolExecutor
 
+    kernel = _freeing(kernel)
+
     def call(x):
         with batch_threads():  # as in predict
-            return kernel(x)
+            kernel(x)
 
     with ThreadPoolExecutor(len(inputs)) as pool:
         list(pool.map(call, inputs))  # warm-up
         times = []
-        for _ in range(15):
+        for _ in range(repeats):
             start = time.perf_counter()
             list(pool.map(call, inputs))
             times.append(time.perf_counter() - start)
     return float(np.median(times))
 
 
+def _gustavson_costs(batches, weights) -> tuple[float, float]:
+    """``(sparse_mac, sparse_out)`` fitted to the sparse kernel's time on sparse ``X``
+    (a list of inputs, one per worker) through each weight.
+
+    Least squares of the relative errors, neither cost negative. Rows 10 % and 30 %
+    dense (SuiteSparse holds the first sparse, the second as a bitmap, as ReLU outputs
+    come) through weights 0.2-20 % dense: the time per multiply-add and the time per
+    entry of ``Z`` differ between those products. Two products alone, solved exactly,
+    gave a cost of zero per multiply-add on an AMD EPYC (2048 x 2048, 10 % dense rows
+    through weights 10 % and 0.2 % dense: the first product took less time per entry
+    than the second), and the model sent 64 rows with 80 % zeros through 4096 x 4096 at
+    75 % to Gustavson at 76 ms, against the dense kernel's 20 ms.
+    """
+    from scipy.optimize import nnls
+
+    terms, seconds = [], []
+    for inputs, w in itertools.product(batches, weights):
+        z = plus_times(inputs[0], w)
+        terms.append([multiply_adds(inputs[0].nvals, w.nvals, w.nrows), z.nvals])
+        release(z)
+        seconds.append(_seconds(lambda x, w=w: plus_times(x, w), inputs, repeats=7))
+    relative = np.array(terms) / np.array(seconds)[:, None]
+    mac, out = nnls(relative, np.ones(len(seconds)))[0]
+    return float(max(mac, 1e-14)), float(max(out, 1e-14))
+
+
 def _call_seconds(kernel, x, cores: int, repeats: int = 300) -> float:
     """Median wall seconds of one call on this thread, as a one-batch input runs."""
+    kernel = _freeing(kernel)
     times = []
     with batch_threads(cores):
         kernel(x)  # warm-up
@@ -352,16 +425,19 @@ def calibrate(
     Each kernel runs on a ``size`` x ``size`` weight, 10 % dense, with every
     worker busy as in :meth:`gbdnn.Sequential.predict`: the dense kernel and
     BLAS on full batches of ``rows`` rows, the sparse kernel on the full
-    batches and on 10 % dense rows, through this weight and a 0.2 % dense one
-    (which separates multiply-adds from result entries, and on full batches
-    from the loop over activations); making 30 % dense rows full; the dot kernel on
-    batches of ``DOT_ROWS`` full rows; BLAS once more on one-row batches, which
-    measures reading the weight, and the sparse kernel on one row and on
-    ``rows`` rows of one batch alone, whose difference does; the dense kernel
-    once more on an empty weight, which measures making ``X'`` and ``Z``. The
-    fixed costs are each kernel's median time for one row through a 64 x 64
-    layer (2 % dense), where the work is negligible, on the calling thread
-    (small inputs run as one batch there).
+    batches through this weight and a 0.2 % dense one (which separates the
+    multiply-adds from the loop over activations), and on 10 % and 30 % dense
+    rows through weights 0.2-20 % dense (multiply-adds against result
+    entries, fitted over the eight products); making 30 % dense rows full; BLAS once
+    more on one-row batches, which measures reading the weight, and the sparse
+    kernel on one row and on ``rows`` rows of one batch alone, whose
+    difference does; the dense kernel once more on an empty weight, which
+    measures making ``X'`` and ``Z``. The fixed costs are each kernel's
+    median time for one row through a 64 x 64 layer (2 % dense), where the
+    work is negligible, on the calling thread (small inputs run as one batch
+    there). The dot kernel, for a few rows only, and the sparse kernel's
+    reading of ``W`` are measured as one row alone through 1024-wide weights
+    5 % and 0.2 % dense, whatever ``size``.
 
     Parameters
     ----------
@@ -394,16 +470,11 @@ def calibrate(
     full = [batch(rows, 1) for _ in range(threads)]
     w, wm, wt, nnz = weight(0.1)
     dense_mac = _seconds(lambda x: kernels.plus_times_dense(x, wt), full) / (rows * nnz)
-    # sparse_mac * m + sparse_out * e on 10 % dense rows, through the 10 % dense weight
-    # (multiply-adds dominate) and a 0.2 % dense one (entries of Z dominate)
-    sparse_in = [batch(rows, 0.1) for _ in range(threads)]
     few_per_row = weight(0.002)[1]
-    terms, seconds = [], []
-    for weights in (wm, few_per_row):
-        macs = multiply_adds(sparse_in[0].nvals, weights.nvals, size)
-        terms.append([macs, kernels.plus_times(sparse_in[0], weights).nvals])
-        seconds.append(_seconds(lambda x, w=weights: kernels.plus_times(x, w), sparse_in))
-    sparse_mac, sparse_out = np.maximum(np.linalg.solve(terms, seconds), 1e-14)
+    sparse_mac, sparse_out = _gustavson_costs(
+        [[batch(rows, density) for _ in range(threads)] for density in (0.1, 0.3)],
+        [few_per_row, *(weight(density)[1] for density in (0.01, 0.05, 0.2))],
+    )
     # full rows: (sparse_full_mac nnz(W) + sparse_full_entry (in + out)) rows. The entry
     # term decides against the dense kernel on weights with a few entries per row, whose
     # products are small and run as one batch: measured so, the two weights separating
@@ -414,8 +485,8 @@ def calibrate(
         for weights in (wm, few_per_row)
     ]
     sparse_full_entry = max(np.linalg.solve(terms, seconds)[1], 1e-14)
-    # reading W once per call (sparse_weight nnz(W)): one row against `rows` rows, as a
-    # small input runs, alone (with every worker busy memory bounds both alike)
+    # the work of a full row, less reading W once per call: one row against `rows` rows,
+    # as a small input runs, alone (with every worker busy memory bounds both alike)
     row_alone, batch_alone = (
         _call_seconds(lambda x: kernels.plus_times(x, wm), x, threads, repeats=repeats)
         for x, repeats in ((batch(1, 1), 300), (full[0], 20))
@@ -437,8 +508,6 @@ def calibrate(
     empty = kernels.sparse_format(gb.Matrix(wt.dtype, size, size))
     moving = _call_seconds(lambda x: kernels.plus_times_dense(x, empty), full[0], threads)
     moved = padded_width(rows) * 2 * size  # padded rows x (in + out), as in estimates
-    few = [batch(DOT_ROWS, 1) for _ in range(threads)]
-    dot_mac = _seconds(lambda x: kernels.plus_times_dot(x, wt), few) / (DOT_ROWS * nnz)
     # (blas_mac * b + blas_weight) * size^2 at b = rows and b = 1
     many, one = (
         _seconds(lambda x: kernels.plus_times_blas(x, w), xs) / size**2
@@ -460,16 +529,33 @@ def calibrate(
     }
     calls["fill"] = _call_seconds(fill, batch(1, 0.3), threads)
     dense_entry = max(moving - calls["dense"], 1e-12) / moved
+    # a few rows, where the dot kernel competes with the sparse one: one row alone, as a
+    # one-row input runs, through 1024-wide weights 5 % and 0.2 % dense (held in cache,
+    # one SuiteSparse thread): dot_mac nnz(W) + dot_entry out, and the sparse kernel's
+    # reading of W for one row (2048-wide weights, out of cache, misjudged the two)
+    size = 1024
+    row = batch(1, 1)
+    _, mid, mid_t, mid_nnz = weight(0.05)
+    low_t, low_nnz = weight(0.002)[2:]
+    dot_mid, dot_low = (
+        _call_seconds(lambda x, w=w: kernels.plus_times_dot(x, w), row, threads)
+        for w in (mid_t, low_t)
+    )
+    dot_mac = max(dot_mid - dot_low, 1e-14) / (mid_nnz - low_nnz)
+    dot_entry = max(dot_low - calls["dot"] - dot_mac * low_nnz, 1e-14) / size
+    sparse_row = _call_seconds(lambda x: kernels.plus_times(x, mid), row, threads)
+    sparse_row -= calls["sparse"] + sparse_full_mac * mid_nnz + sparse_full_entry * 2 * size
     costs = Costs(
         sparse_mac=float(sparse_mac),
         sparse_out=float(sparse_out),
         sparse_full_mac=float(sparse_full_mac),
         sparse_full_entry=float(sparse_full_entry),
-        sparse_weight=max(weight_read - calls["sparse"], 1e-14) / nnz,
+        sparse_weight=float(max(sparse_row, 1e-14) / mid_nnz),
         fill_entry=fill_entry,
         dense_mac=dense_mac,
         dense_entry=dense_entry,
         dot_mac=dot_mac,
+        dot_entry=dot_entry,
         blas_mac=blas_mac,
         blas_weight=max(one - blas_mac, 1e-14),
         **{f"{kernel}_call": seconds for kernel, seconds in calls.items()},

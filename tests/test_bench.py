@@ -1,6 +1,7 @@
 """The crossover harness: interpolation, grid runs, resume, figures, CLI."""
 
 import dataclasses
+import functools
 import json
 import threading
 import time
@@ -117,7 +118,16 @@ def test_grid_run_resume_and_figures(tmp_path, tiny):
     assert {f.suffix for f in files} == {".png", ".svg"} and all(f.stat().st_size for f in files)
 
 
-def test_cli_bench(tmp_path, capsys):
+def test_cli_bench(tmp_path, capsys, monkeypatch, request):
+    from gbdnn import tuning
+
+    request.addfinalizer(tuning.current_costs.cache_clear)  # forget the temporary cache after
+
+    # no costs cached: the command calibrates this machine's first (a small calibration here)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    small = functools.partial(tuning.calibrate, size=256, rows=32, threads=1)
+    monkeypatch.setattr(tuning, "calibrate", small)
+    tuning.current_costs.cache_clear()
     out = tmp_path / "out"
     argv = [
         "bench",
@@ -139,11 +149,16 @@ def test_cli_bench(tmp_path, capsys):
         "--no-progress",
     ]
     assert main(argv) == 0
-    text = capsys.readouterr().out
+    costs = json.loads(tuning.cache_path().read_text())
+    captured = capsys.readouterr()
+    assert "calibrated this machine's kernel costs" in captured.err
+    assert json.loads((out / "crossover.json").read_text())["kernel_costs"] == costs
+    text = captured.out
     assert "| 40x24 | 2 | 0 % | float32 | NumPy dense |" in text
     assert (out / "crossover.md").is_file() and (out / "crossover-float32-act0.png").is_file()
     assert main(argv) == 2  # the results exist: refuse to overwrite
-    assert "--resume" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--resume" in err and "calibrated" not in err  # the costs are cached now
     with pytest.raises(SystemExit):
         main(["bench", "crossover", "-o", str(out), "--shapes", "40by24"])
     with pytest.raises(SystemExit):
