@@ -110,6 +110,8 @@ DOT_MAX_ROWS = 4
 #: measured on batches of 128 rows, leave out (one row 20 % stored: 1.5-2.3x Gustavson's
 #: time through 1024x1024 at 95-99.9 %, 1.8x through 4096x4096 at 99.9 %; 8 rows: even).
 FILL_MIN_ROWS = 8
+#: :func:`calibrate` measures on layers at least this wide.
+CALIBRATE_MIN_SIZE = 256
 #: SuiteSparse's dot kernel runs one thread per this many entries of its operands
 #: (its default chunk; seen in its burble: 105 thousand entries, one thread).
 DOT_CHUNK = 65536
@@ -444,15 +446,23 @@ def calibrate(
     save : bool, default True
         Cache the result (see :func:`cache_path`) for every later run.
     size, rows : int
-        Layer width and rows per worker of the measurements.
+        Layer width (at least ``CALIBRATE_MIN_SIZE``) and rows per worker (at
+        least 2) of the measurements.
     threads : int, optional
         Workers (default: all cores).
     """
     import graphblas as gb
 
     from . import kernels
-    from .runner import available_cores
+    from .runner import available_cores, is_positive_int
 
+    # narrower weights hold too few entries at 0.2 % for the fits (size 8 gave a
+    # sparse_weight of 2e-19), and the read of W is one row against `rows` rows
+    for name, value, least in (("size", size, CALIBRATE_MIN_SIZE), ("rows", rows, 2)):
+        if not is_positive_int(value) or value < least:
+            raise ParameterError(f"{name} must be an integer of at least {least}, got {value!r}")
+    if threads is not None and not is_positive_int(threads):
+        raise ParameterError(f"threads must be a positive integer or None, got {threads!r}")
     threads = threads or available_cores()
     rng = np.random.default_rng(0)
 

@@ -395,8 +395,27 @@ def test_calibration_is_cached(tmp_path, monkeypatch):
         tuning.current_costs.cache_clear()
 
 
-def test_an_unreadable_or_incomplete_costs_cache_warns(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"size": 0}, "size must be an integer of at least 256, got 0"),
+        ({"size": 8}, "size must be an integer of at least 256, got 8"),
+        ({"size": 512.0}, "size must be an integer of at least 256, got 512.0"),
+        ({"rows": 1}, "rows must be an integer of at least 2, got 1"),
+        ({"rows": True}, "rows must be an integer of at least 2, got True"),
+        ({"threads": 0}, "threads must be a positive integer or None, got 0"),
+    ],
+)
+def test_calibrate_rejects_bad_arguments(tmp_path, monkeypatch, kwargs, message):
+    from gbdnn import ParameterError, tuning
 
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    with pytest.raises(ParameterError, match=message):
+        tuning.calibrate(**kwargs)
+    assert not tuning.cache_path().exists()  # nothing measured, nothing written
+
+
+def test_an_unreadable_or_incomplete_costs_cache_warns(tmp_path, monkeypatch):
     from gbdnn import CacheWarning, tuning
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
