@@ -18,7 +18,7 @@ from graphblas import Matrix, monoid, select, unary
 
 from .dtypes import ValueType, check_real_dtype
 from .errors import DTypeError, NonFiniteError, ShapeError
-from .kernels import dense_stored, nvals, sum_values, transpose_into
+from .kernels import dense_stored, sum_values, transpose_into
 
 ArrayLike = np.ndarray | sp.spmatrix | sp.sparray | Matrix
 Family = Literal["numpy", "scipy", "graphblas"]
@@ -43,8 +43,9 @@ def family_of(x: object, name: str = "X") -> Family:
 
 def check_finite_matrix(m: Matrix, name: str) -> None:
     """Raise :class:`NonFiniteError` if a floating-point ``m`` stores NaN or Inf."""
-    if m.dtype.np_type.kind == "f" and nvals(m):
-        # a NaN or Inf entry makes the sum non-finite; a finite sum proves there is none
+    if m.dtype.np_type.kind == "f":
+        # a NaN or Inf entry makes the sum non-finite; a finite sum (0 if m is empty)
+        # proves there is none
         if math.isfinite(sum_values(m)):
             return
         # the sum may just overflow: ok = AND over stored entries of isfinite(m(i,j))

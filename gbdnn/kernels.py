@@ -54,6 +54,14 @@ TRANSPOSE_STRIP_COLUMNS = 256
 #: :func:`sum_values` sums bitmaps of at least this many positions in NumPy (16 x 1024
 #: FP32, 20-50 % stored: 52-55 us, SuiteSparse 58-121 us; 4 x 1024: 19-36 vs 10 us).
 BITMAP_SUM_MIN = 1 << 14
+#: SuiteSparse gives a call one thread per this many entries of its operands (its
+#: ``chunk``), at most the threads of gbdnn's context; only the dot kernel runs on
+#: more than one. SuiteSparse's default, 65536, left one row through 4096x4096 at
+#: 99.5 % (88 thousand entries) on one thread: 50 us, 30-42 us on two, the same bits.
+#: Smaller products lost on two threads in the grid (one row through 1024x1024 at
+#: 98-99 %, 11-22 thousand entries, with a chunk of 2048: 1.2-1.6x the sparse
+#: kernel's time; ``bench/README.md``).
+DOT_CHUNK = 32768
 #: Byte alignment of the dense kernel's tiles (one AVX-512 vector, one cache line).
 ALIGNMENT = 64
 #: Bytes of work arrays each thread keeps for reuse (:func:`recycle`).
@@ -61,7 +69,21 @@ RECYCLE_BYTES = 4 << 20
 _BLAS_LOCK = threading.Lock()
 #: C handles of the operators of each value type (a python-graphblas lookup costs 3 us).
 _OPS: dict[str, _Ops] = {}
-_LOCAL = threading.local()
+
+
+class _ThreadState(threading.local):
+    """What gbdnn keeps per thread; the class attribute is each thread's default, so
+    reading it outside :func:`batch_threads` raises nothing (``getattr`` with a
+    default on a missing thread-local attribute: 0.3 us)."""
+
+    cores = 0  # the cores of the batch running on this thread, 0 outside one
+
+    def __init__(self) -> None:
+        self.contexts: dict[int, Context] = {}
+        self.recycled: OrderedDict[tuple, list[np.ndarray]] = OrderedDict()
+
+
+_LOCAL = _ThreadState()
 
 
 def _posix_memalign():
@@ -111,7 +133,7 @@ def aligned_empty(nrows: int, ncols: int, dtype: np.dtype) -> np.ndarray:
 def _recycled() -> OrderedDict[tuple, list[np.ndarray]]:
     """This thread's arrays kept by :func:`recycle`, by ``(nrows, ncols, dtype)``, the
     shape used longest ago first."""
-    return _LOCAL.__dict__.setdefault("recycled", OrderedDict())
+    return _LOCAL.recycled
 
 
 def recycle(array: np.ndarray) -> None:
@@ -176,12 +198,10 @@ def transpose_into(out: np.ndarray, a: np.ndarray) -> None:
 
 def _context(nthreads: int) -> Context:
     """This thread's SuiteSparse context with ``nthreads`` threads, made once."""
-    try:
-        return _LOCAL.contexts[nthreads]
-    except (AttributeError, KeyError):  # this thread's first call, or first of nthreads
-        contexts = _LOCAL.__dict__.setdefault("contexts", {})
-        context = contexts[nthreads] = Context(engage=False, stack=False, nthreads=nthreads)
-        return context
+    contexts = _LOCAL.contexts
+    if nthreads not in contexts:
+        contexts[nthreads] = Context(engage=False, stack=False, nthreads=nthreads, chunk=DOT_CHUNK)
+    return contexts[nthreads]
 
 
 def _engage(context: Context) -> None:
@@ -202,7 +222,7 @@ def _engaged() -> Context:
     Inside :func:`batch_threads`, its one-thread context; elsewhere, the one
     python-graphblas has engaged for the thread (the global one by default).
     """
-    return _context(1) if getattr(_LOCAL, "cores", 0) else threadlocal.context
+    return _context(1) if _LOCAL.cores else threadlocal.context
 
 
 class batch_threads:  # lower case: used like a function, ``with batch_threads(cores):``
@@ -224,7 +244,7 @@ class batch_threads:  # lower case: used like a function, ``with batch_threads(c
         self._cores = max(1, int(cores))
 
     def __enter__(self) -> None:
-        self._outer = getattr(_LOCAL, "cores", 0)
+        self._outer = _LOCAL.cores
         if not self._outer:
             _LOCAL.cores = self._cores
             _engage(_context(1))
@@ -237,7 +257,7 @@ class batch_threads:  # lower case: used like a function, ``with batch_threads(c
 
 def batch_cores() -> int:
     """Cores the current batch has to itself (1 outside :func:`batch_threads`)."""
-    return getattr(_LOCAL, "cores", 0) or 1
+    return _LOCAL.cores or 1
 
 
 def nvals(m: Matrix) -> int:
@@ -396,7 +416,7 @@ def sparse_format(w: Matrix) -> Matrix:
     return w
 
 
-def plus_times(x: Matrix, w: Matrix, *, fill: bool = False) -> Matrix:
+def plus_times(x: Matrix, w: Matrix, *, fill: bool = False, full: bool | None = None) -> Matrix:
     """Return ``Z = X W`` over the ``plus_times`` semiring of ``W``'s value type.
 
     A sparse ``X`` goes to SuiteSparse's Gustavson method, a new sparse ``Z``,
@@ -407,11 +427,13 @@ def plus_times(x: Matrix, w: Matrix, *, fill: bool = False) -> Matrix:
     of ``k`` from zero, so a row's result does not depend on the format its
     batch has (zero terms add nothing). One ``GrB_mxm`` call:
     ``x.mxm(w).new()`` took 45 us for one row through a 1024 x 1024 layer at
-    99.9 % sparsity, this 18 us.
+    99.9 % sparsity, this 18 us. ``full`` says whether ``X`` stores every entry
+    when the caller has counted them (None: counted here).
     """
     if x.shape[1] != w.shape[0]:
         raise ShapeError(f"X has {x.shape[1]} columns but W has {w.shape[0]} rows")
-    full = _is_full(x)
+    if full is None:
+        full = _is_full(x)
     filled = None
     if fill and not full:
         x = filled = _give(dense_rows(x, x.dtype.np_type), x.dtype)
@@ -516,9 +538,10 @@ def plus_times_dot(x: Matrix, wt: Matrix) -> Matrix:
     the dot product of row ``i`` of ``X`` with row ``j`` of ``W'``, summed by
     one thread in the order of that row, so a row's result depends neither
     on the batch nor on the thread count. SuiteSparse spreads the rows of
-    ``W'`` over the cores the batch has (:func:`batch_threads`): a product
-    of one or two rows reads all of ``W`` for little arithmetic, limited by
-    memory, which every core helps with. ``Z`` comes out by row (full, or a
+    ``W'`` over the cores the batch has (:func:`batch_threads`), one thread
+    per ``DOT_CHUNK`` entries of ``X`` and ``W``: a product of one or two
+    rows reads all of ``W`` for little arithmetic, limited by memory, which
+    every core helps with. ``Z`` comes out by row (full, or a
     bitmap where a column of ``W`` is empty): computing ``Z'`` and transposing
     it gave the same bits 1.1-1.5x slower (one row through 1024x1024 and
     4096x4096 at 90-99.9 %, ``bench/README.md``).

@@ -212,7 +212,7 @@ class Product:
             fill = sparse_x and tuning.fills(
                 z.shape[0], nnz_x, *self._dims, tuning.current_costs(), self._spread
             )
-            out = kernels.plus_times(z, self._stored, fill=fill)
+            out = kernels.plus_times(z, self._stored, fill=fill, full=not sparse_x)
             if sparse_x and not fill:
                 macs = tuning.multiply_adds(nnz_x, nnz_w, n_in)
                 if macs:

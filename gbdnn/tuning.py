@@ -36,19 +36,20 @@ call (``*_call``; per tile for the dense kernel, see
               making ``X'`` and ``Z`` (a transpose in, and one out for
               batches of more than one tile).
 ``"dot"``     :func:`gbdnn.kernels.plus_times_dot`, ``X (W')'`` as dot products
-              of rows: ``(dot_mac * b nnz(W) + dot_entry * b out) / t``, one
+              of rows: ``(dot_mac * b nnz(W) + dot_entry * b out) / s``, one
               ``dot_entry`` per dot product (each row of ``W'`` is a loop of
-              its own: one row through 4096x4096 at 99.9 % took 2x the
-              sparse kernel's time, ``bench/README.md``), ``t`` the threads
-              SuiteSparse gives it: one per ``DOT_CHUNK`` entries of W and X,
-              at most the cores the batch has; for batches of at most
+              its own: one row through 4096x4096 at 99.9 % took 1.8x the
+              sparse kernel's time on one thread, ``bench/README.md``);
+              ``s = 1 + dot_thread_gain (t - 1)``, ``t`` the threads
+              SuiteSparse gives it (:func:`dot_threads`: one per
+              ``DOT_CHUNK`` entries of W and X, at most the cores the batch
+              has; two took 0.6-0.7x one's time); for batches of at most
               ``DOT_MAX_ROWS`` full rows (it makes sparse rows full first:
               1.4-6.8x slower than the sparse kernel on one-row inputs with
               50-80 % zeros). It reads W once per row, where the sparse
-              kernel's ``sparse_weight`` is once per call: one full row goes
-              to it even on one thread (1.1-2.7x faster than the sparse
-              kernel through 1024x1024 and 4096x4096 at 90-99.9 %), two
-              where they get two threads.
+              kernel's ``sparse_weight`` is once per call: one full row
+              through 4096x4096 at 99.5 % took 0.8x the sparse kernel's
+              time on one thread, 0.5x on two.
 ``"blas"``    :func:`gbdnn.kernels.plus_times_blas`, NumPy's dense BLAS:
               ``(blas_mac * b + blas_weight) * in * out``; ``blas_weight`` is
               reading the dense weight once per call, what dominates a small
@@ -97,7 +98,15 @@ import numpy as np
 from graphblas import Matrix
 
 from .errors import CacheWarning, ParameterError
-from .kernels import batch_threads, padded_width, plus_times, recycle, release, tile_rows
+from .kernels import (
+    DOT_CHUNK,
+    batch_threads,
+    padded_width,
+    plus_times,
+    recycle,
+    release,
+    tile_rows,
+)
 
 KERNELS = ("sparse", "dense", "dot", "blas")
 PATHS = ("auto", *KERNELS)
@@ -112,15 +121,13 @@ DOT_MAX_ROWS = 4
 FILL_MIN_ROWS = 8
 #: :func:`calibrate` measures on layers at least this wide.
 CALIBRATE_MIN_SIZE = 256
-#: SuiteSparse's dot kernel runs one thread per this many entries of its operands
-#: (its default chunk; seen in its burble: 105 thousand entries, one thread).
-DOT_CHUNK = 65536
 
 
 @dataclass(frozen=True)
 class Costs:
     """Wall seconds per call and per unit of work of each kernel, every worker busy
-    (as in predict)."""
+    (as in predict); ``dot_thread_gain`` is what each thread of the dot kernel
+    past the first adds to its speed (1: each as fast as the first)."""
 
     sparse_mac: float = 6.3e-10
     sparse_out: float = 1.6e-08
@@ -132,6 +139,7 @@ class Costs:
     dense_entry: float = 3.7e-10
     dot_mac: float = 3.4e-10
     dot_entry: float = 4.1e-09
+    dot_thread_gain: float = 0.82
     blas_mac: float = 2e-11
     blas_weight: float = 6.6e-11
     sparse_call: float = 6.2e-06
@@ -246,11 +254,17 @@ def estimates(
         "dot": c.dot_call
         + (c.dot_mac * nnz_w + c.dot_entry * n_out)
         * nrows
-        / max(1, min(cores, (nnz_w + nnz_x) // DOT_CHUNK))
+        / (1 + c.dot_thread_gain * (dot_threads(nnz_x, nnz_w, cores) - 1))
         if nrows <= DOT_MAX_ROWS and full
         else float("inf"),
         "blas": c.blas_call + fill + (c.blas_mac * nrows + c.blas_weight) * n_in * n_out,
     }
+
+
+def dot_threads(nnz_x: int, nnz_w: int, cores: int) -> int:
+    """The threads SuiteSparse gives the dot kernel: one per ``DOT_CHUNK`` entries of
+    ``X`` and ``W``, at least one, at most ``cores``."""
+    return max(1, min(cores, (nnz_w + nnz_x) // DOT_CHUNK))
 
 
 def _sparse_seconds(
@@ -439,7 +453,9 @@ def calibrate(
     work is negligible, on the calling thread (small inputs run as one batch
     there). The dot kernel, for a few rows only, and the sparse kernel's
     reading of ``W`` are measured as one row alone through 1024-wide weights
-    5 % and 0.2 % dense, whatever ``size``.
+    5 % and 0.2 % dense, whatever ``size``, on one thread; the dot kernel
+    once more through a 20 % dense one on one thread and on the threads it
+    gets with every core (what more threads gain).
 
     Parameters
     ----------
@@ -540,19 +556,30 @@ def calibrate(
     calls["fill"] = _call_seconds(fill, batch(1, 0.3), threads)
     dense_entry = max(moving - calls["dense"], 1e-12) / moved
     # a few rows, where the dot kernel competes with the sparse one: one row alone, as a
-    # one-row input runs, through 1024-wide weights 5 % and 0.2 % dense (held in cache,
-    # one SuiteSparse thread): dot_mac nnz(W) + dot_entry out, and the sparse kernel's
-    # reading of W for one row (2048-wide weights, out of cache, misjudged the two)
+    # one-row input runs, through 1024-wide weights 5 % and 0.2 % dense (held in cache)
+    # on one thread: dot_mac nnz(W) + dot_entry out, and the sparse kernel's reading of
+    # W for one row (2048-wide weights, out of cache, misjudged the two)
     size = 1024
     row = batch(1, 1)
     _, mid, mid_t, mid_nnz = weight(0.05)
     low_t, low_nnz = weight(0.002)[2:]
     dot_mid, dot_low = (
-        _call_seconds(lambda x, w=w: kernels.plus_times_dot(x, w), row, threads)
-        for w in (mid_t, low_t)
+        _call_seconds(lambda x, w=w: kernels.plus_times_dot(x, w), row, 1) for w in (mid_t, low_t)
     )
     dot_mac = max(dot_mid - dot_low, 1e-14) / (mid_nnz - low_nnz)
     dot_entry = max(dot_low - calls["dot"] - dot_mac * low_nnz, 1e-14) / size
+    # ... and through a 20 % dense one on one thread and on the threads SuiteSparse gives
+    # it with every core: what each thread past the first adds, between none and as
+    # much as the first
+    dense_t, dense_nnz = weight(0.2)[2:]
+    spread = dot_threads(size, dense_nnz, threads)
+    dot_thread_gain = Costs.dot_thread_gain
+    if spread > 1:
+        alone, spread_out = (
+            _call_seconds(lambda x: kernels.plus_times_dot(x, dense_t), row, cores) - calls["dot"]
+            for cores in (1, threads)
+        )
+        dot_thread_gain = min(max((alone / max(spread_out, 1e-14) - 1) / (spread - 1), 0.0), 1.0)
     sparse_row = _call_seconds(lambda x: kernels.plus_times(x, mid), row, threads)
     sparse_row -= calls["sparse"] + sparse_full_mac * mid_nnz + sparse_full_entry * 2 * size
     costs = Costs(
@@ -566,6 +593,7 @@ def calibrate(
         dense_entry=dense_entry,
         dot_mac=dot_mac,
         dot_entry=dot_entry,
+        dot_thread_gain=float(dot_thread_gain),
         blas_mac=blas_mac,
         blas_weight=max(one - blas_mac, 1e-14),
         **{f"{kernel}_call": seconds for kernel, seconds in calls.items()},

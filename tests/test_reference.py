@@ -200,13 +200,25 @@ def test_path_choice():
     assert tuning.choose("auto", 2, 2 * 4096, 4096, 4096, 4096 * 205, costs, cores=2) == "dot"
     # ... and not for four rows through sparser weights (measured: sparse 37 us, dot 129 us)
     assert tuning.choose("auto", 4, 4 * 4096, 4096, 4096, 16777, costs, cores=2) == "sparse"
-    # one row through 1024x1024 at 95 % on one thread (52 thousand weights: one per
-    # DOT_CHUNK): the sparse kernel reads W once per call, the dot kernel once per row,
-    # and a lone row runs in one of the sparse kernel's lanes (measured: dot 27 us,
-    # sparse 39 us)
-    assert tuning.choose("auto", 1, 1024, 1024, 1024, 52429, costs, cores=2) == "dot"
+    # one row through 1024x1024 at 95 % on one thread: the sparse kernel reads W once
+    # per call, the dot kernel once per row, and a lone row runs in one of the sparse
+    # kernel's lanes (measured: dot 26 us, sparse 40 us)
+    assert tuning.choose("auto", 1, 1024, 1024, 1024, 52429, costs) == "dot"
     no_weight = dataclasses.replace(costs, sparse_weight=0.0)
-    assert tuning.choose("auto", 1, 1024, 1024, 1024, 52429, no_weight, cores=2) == "sparse"
+    assert tuning.choose("auto", 1, 1024, 1024, 1024, 52429, no_weight) == "sparse"
+    # with two cores the dot kernel gets two threads where W and X hold at least two
+    # DOT_CHUNKs of entries (one row through 4096x4096 at 99.5 %, not at 99.9 %), and is
+    # faster by what the second thread gains
+    assert [tuning.dot_threads(4096, nnz, 2) for nnz in (16777, 83886)] == [1, 2]
+    assert tuning.dot_threads(4096, 83886, 1) == 1
+    dot = {
+        (gain, cores): tuning.estimates(
+            1, 4096, 4096, 4096, 83886, dataclasses.replace(costs, dot_thread_gain=gain), cores
+        )["dot"]
+        for gain in (0.0, 0.5)
+        for cores in (1, 2)
+    }
+    assert dot[0.0, 2] == dot[0.0, 1] == dot[0.5, 1] > dot[0.5, 2]
     # a full batch of 64 on very sparse weights: the sparse kernel, as the dense
     # kernel's transposes cost more than the products
     assert tuning.choose("auto", 64, 64 * 1024, 1024, 1024, 1049, costs) == "sparse"
@@ -395,6 +407,16 @@ def test_calibration_is_cached(tmp_path, monkeypatch):
         tuning.current_costs.cache_clear()
 
 
+def test_calibration_measures_what_a_second_dot_thread_gains():
+    from gbdnn import tuning
+
+    # one core: nothing to measure, the default kept
+    one = tuning.calibrate(size=256, rows=32, threads=1, save=False)
+    assert one.dot_thread_gain == tuning.Costs.dot_thread_gain
+    two = tuning.calibrate(size=256, rows=32, threads=2, save=False)
+    assert 0.0 <= two.dot_thread_gain <= 1.0
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -559,7 +581,7 @@ def test_work_arrays_are_recycled_per_thread_within_a_budget(monkeypatch):
 
     from gbdnn import kernels
 
-    monkeypatch.setattr(kernels, "_LOCAL", threading.local())  # nothing kept by earlier tests
+    monkeypatch.setattr(kernels, "_LOCAL", kernels._ThreadState())  # nothing kept by earlier tests
     a = kernels.aligned_empty(64, 1024, np.float32)
     address = a.ctypes.data
     kernels.recycle(a)
