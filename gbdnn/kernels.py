@@ -531,7 +531,7 @@ def dense_stored(x: Matrix, dtype: np.dtype) -> np.ndarray:
     return values if by_row else values.T
 
 
-def plus_times_dot(x: Matrix, wt: Matrix) -> Matrix:
+def plus_times_dot(x: Matrix, wt: Matrix, *, full: bool | None = None) -> Matrix:
     """Return ``Z = X W`` for a few rows, as dot products ``Z = X (W')'``.
 
     ``wt`` is ``W'`` (stored by row); ``X`` is made full. Each ``Z(i,j)`` is
@@ -544,9 +544,11 @@ def plus_times_dot(x: Matrix, wt: Matrix) -> Matrix:
     every core helps with. ``Z`` comes out by row (full, or a
     bitmap where a column of ``W`` is empty): computing ``Z'`` and transposing
     it gave the same bits 1.1-1.5x slower (one row through 1024x1024 and
-    4096x4096 at 90-99.9 %, ``bench/README.md``).
+    4096x4096 at 90-99.9 %, ``bench/README.md``). ``full`` as in :func:`plus_times`.
     """
-    filled = None if _is_full(x) else _give(dense_rows(x, x.dtype.np_type), x.dtype)
+    if full is None:
+        full = _is_full(x)
+    filled = None if full else _give(dense_rows(x, x.dtype.np_type), x.dtype)
     z = _empty(wt.dtype, x.shape[0], wt.shape[0])
     _engage(_context(batch_cores()))
     try:

@@ -206,9 +206,9 @@ class Product:
             cores=kernels.batch_cores(),
             spread=self._spread,
         )
+        n_in, _, nnz_w = self._dims
+        sparse_x = nnz_x < z.shape[0] * n_in
         if kind == "sparse":
-            n_in, _, nnz_w = self._dims
-            sparse_x = nnz_x < z.shape[0] * n_in
             fill = sparse_x and tuning.fills(
                 z.shape[0], nnz_x, *self._dims, tuning.current_costs(), self._spread
             )
@@ -221,7 +221,7 @@ class Product:
         if kind == "dense":
             return kernels.plus_times_dense(z, self._weight_t())
         if kind == "dot":
-            return kernels.plus_times_dot(z, self._weight_t())
+            return kernels.plus_times_dot(z, self._weight_t(), full=not sparse_x)
         return kernels.plus_times_blas(z, self._weight_dense())
 
 
