@@ -1,9 +1,10 @@
 """Per-call cost of a tiny product: one row through a 1024 x 1024 layer at 99.9 %.
 
 Times gbdnn's ``predict`` (GraphBLAS input and output, as the crossover grid
-does), the same product as one python-graphblas expression, and SciPy CSR, in
-one run; medians of ``--calls`` calls after a warm-up. Only public API, so the
-same script measures older commits too.
+does, and NumPy input and output, as most callers use it), the same product as
+one python-graphblas expression, and SciPy CSR (NumPy in and out), in one run;
+medians of ``--calls`` calls after a warm-up. Only public API, so the same
+script measures older commits too.
 
     python bench/per_call.py
 """
@@ -48,6 +49,7 @@ def main() -> None:
     ws = sp.csr_array(w)
     rows = {
         "gbdnn predict": median_us(lambda: model.predict(xm, output="graphblas"), args.calls),
+        "gbdnn predict, NumPy in and out": median_us(lambda: model.predict(x), args.calls),
         "python-graphblas x.mxm(w).new()": median_us(
             lambda: xm.mxm(wm, gb.semiring.plus_times).new(), args.calls
         ),

@@ -18,7 +18,7 @@ from graphblas import Matrix, monoid, select, unary
 
 from .dtypes import ValueType, check_real_dtype
 from .errors import DTypeError, NonFiniteError, ShapeError
-from .kernels import dense_stored, sum_values, transpose_into
+from .kernels import give, sum_values
 
 ArrayLike = np.ndarray | sp.spmatrix | sp.sparray | Matrix
 Family = Literal["numpy", "scipy", "graphblas"]
@@ -60,7 +60,7 @@ def _check_values(values: np.ndarray, name: str) -> None:
         return
     with np.errstate(over="ignore", invalid="ignore"):
         total = values.sum()  # finite only if every value is (or it overflowed)
-    if not np.isfinite(total) and not np.isfinite(values).all():
+    if not math.isfinite(total) and not np.isfinite(values).all():
         raise NonFiniteError(f"{name} contains NaN or Inf values")
 
 
@@ -129,9 +129,11 @@ def to_matrix(
     else:
         check_real_dtype(x.dtype, name)
     values = np.ascontiguousarray(x, dtype=vtype.numpy)
-    # a cast or a contiguous copy is ours to hand over; the caller's array is copied
-    full = Matrix.ss.import_fullr(values, take_ownership=not np.shares_memory(values, x))
-    if drop_zeros or np.count_nonzero(values) <= SPARSE_INPUT_DENSITY * values.size:
+    if np.shares_memory(values, x):
+        values = values.copy()  # a cast or a copy is handed over, never the caller's array
+    sparse = drop_zeros or np.count_nonzero(values) <= SPARSE_INPUT_DENSITY * values.size
+    full = give(values, vtype.graphblas)
+    if sparse:
         # M<M != 0> = M: keep the nonzeros only
         return select.valuene(full, 0).new()
     return full
@@ -173,15 +175,6 @@ def row_slice(x: ArrayLike, start: int, stop: int) -> ArrayLike:
     if isinstance(x, Matrix):
         return x[start:stop, :].new()
     return x[start:stop]
-
-
-def rows_to_numpy(m: Matrix, out: np.ndarray) -> None:
-    """Write ``m`` into the preallocated dense block ``out`` (zeros where missing)."""
-    values = dense_stored(m, out.dtype)
-    if values.flags.c_contiguous:
-        out[...] = values
-    else:  # stored by column: values is a view of the transpose
-        transpose_into(out, values.T)
 
 
 def from_matrices(parts: list[Matrix], family: Family, like: object = None) -> ArrayLike:

@@ -66,6 +66,13 @@ DOT_CHUNK = 32768
 ALIGNMENT = 64
 #: Bytes of work arrays each thread keeps for reuse (:func:`recycle`).
 RECYCLE_BYTES = 4 << 20
+#: :func:`_zeros` copies a full zero matrix of at most this many bytes from one the
+#: thread keeps (``GrB_Matrix_dup``): 1.4 us less than handing over a new NumPy
+#: array, from one row through a 1024-wide FP32 layer to 64 rows (4-256 KB);
+#: at 1 MB (64 x 4096) the copy was 2 % slower (``bench/README.md``).
+ZERO_COPY_BYTES = 1 << 18
+#: Shapes of zero matrices each thread keeps for :func:`_zeros` (the last used).
+ZERO_SHAPES = 8
 _BLAS_LOCK = threading.Lock()
 #: C handles of the operators of each value type (a python-graphblas lookup costs 3 us).
 _OPS: dict[str, _Ops] = {}
@@ -81,6 +88,7 @@ class _ThreadState(threading.local):
     def __init__(self) -> None:
         self.contexts: dict[int, Context] = {}
         self.recycled: OrderedDict[tuple, list[np.ndarray]] = OrderedDict()
+        self.zeros: OrderedDict[tuple, Matrix] = OrderedDict()
 
 
 _LOCAL = _ThreadState()
@@ -105,7 +113,7 @@ def aligned_empty(nrows: int, ncols: int, dtype: np.dtype) -> np.ndarray:
     when ``X'`` started off a 64-byte boundary (NumPy aligns to 16 bytes
     only; ``bench/README.md``). The memory comes from ``posix_memalign`` and
     is owned by the array (freed by ``free``, as SuiteSparse frees what it
-    is given), so :func:`_give` hands it to SuiteSparse without a copy.
+    is given), so :func:`give` hands it to SuiteSparse without a copy.
     Without ``posix_memalign`` (not POSIX): ``numpy.empty``. An array of the
     same shape and dtype that this thread gave back by :func:`recycle` is
     reused first.
@@ -252,7 +260,7 @@ class batch_threads:  # lower case: used like a function, ``with batch_threads(c
     def __exit__(self, *exc: object) -> None:
         if not self._outer:
             _LOCAL.cores = 0
-            _engage(_engaged())
+            _engage(threadlocal.context)  # python-graphblas's, as outside the block
 
 
 def batch_cores() -> int:
@@ -275,7 +283,8 @@ def sum_values(m: Matrix) -> float:
     position's flag and took 2-3x as long (1024 x 1024, half stored: 5.7 vs
     2.5 ms), but less on small ones (one row of 1024: 6 vs 30 us).
     """
-    if m.shape[0] * m.shape[1] >= BITMAP_SUM_MIN and _is_bitmap(m):
+    nrows, ncols = m.shape
+    if nrows * ncols >= BITMAP_SUM_MIN and _is_bitmap(m):
         with np.errstate(over="ignore", invalid="ignore"):  # a non-finite sum is an answer
             return float(_bitmap_values(m, _by_row(m)).sum(dtype=m.dtype.np_type))
     ops = _ops(m.dtype)
@@ -337,6 +346,28 @@ def _empty(dtype: DataType, nrows: int, ncols: int) -> Matrix:
     return Matrix._from_obj(obj, dtype, nrows, ncols)
 
 
+def _zeros(dtype: DataType, nrows: int, ncols: int) -> Matrix:
+    """A new full ``Matrix`` of zeros (not iso: every entry's value stored).
+
+    Up to ``ZERO_COPY_BYTES``, a copy of one this thread keeps for each of the
+    last ``ZERO_SHAPES`` shapes; larger, a NumPy array's zeros, handed over.
+    """
+    if nrows * ncols * dtype.np_type.itemsize > ZERO_COPY_BYTES:
+        return give(np.zeros((nrows, ncols), dtype.np_type), dtype)
+    kept = _LOCAL.zeros
+    key = (dtype.name, nrows, ncols)
+    template = kept.get(key)
+    if template is None:
+        template = kept[key] = give(np.zeros((nrows, ncols), dtype.np_type), dtype)
+        if len(kept) > ZERO_SHAPES:
+            kept.popitem(last=False)
+    elif len(kept) > 1:
+        kept.move_to_end(key)  # the shape used last is dropped last
+    obj = ffi.new("GrB_Matrix*")
+    check_status(lib.GrB_Matrix_dup(obj, template._carg), template)
+    return Matrix._from_obj(obj, dtype, nrows, ncols)
+
+
 def release(m: Matrix) -> None:
     """Free the entries of ``m`` now: a matrix gbdnn made and uses no more.
 
@@ -350,7 +381,7 @@ def release(m: Matrix) -> None:
     check_status(lib.GrB_Matrix_clear(m._carg), m)
 
 
-def _give(values: np.ndarray, dtype: DataType, *, by_row: bool = True) -> Matrix:
+def give(values: np.ndarray, dtype: DataType, *, by_row: bool = True) -> Matrix:
     """A full matrix that takes over the memory of ``values``, without a copy.
 
     ``values`` must be C-ordered and own its memory; it must not be used
@@ -375,7 +406,7 @@ def _give(values: np.ndarray, dtype: DataType, *, by_row: bool = True) -> Matrix
 def _take(m: Matrix) -> np.ndarray:
     """The values of full ``m`` as a C-ordered array that takes over their memory.
 
-    ``m`` is left empty; the inverse of :func:`_give`, without a copy. The
+    ``m`` is left empty; the inverse of :func:`give`, without a copy. The
     array holds ``M`` if ``m`` is stored by row, ``M'`` if by column.
     """
     pointer, size, iso = ffi.new("void**"), ffi.new("GrB_Index*"), ffi.new("bool*")
@@ -430,22 +461,23 @@ def plus_times(x: Matrix, w: Matrix, *, fill: bool = False, full: bool | None = 
     99.9 % sparsity, this 18 us. ``full`` says whether ``X`` stores every entry
     when the caller has counted them (None: counted here).
     """
-    if x.shape[1] != w.shape[0]:
-        raise ShapeError(f"X has {x.shape[1]} columns but W has {w.shape[0]} rows")
+    (nrows, n_in), (n_w, n_out) = x.shape, w.shape
+    if n_in != n_w:
+        raise ShapeError(f"X has {n_in} columns but W has {n_w} rows")
     if full is None:
         full = _is_full(x)
     filled = None
     if fill and not full:
-        x = filled = _give(dense_rows(x, x.dtype.np_type), x.dtype)
+        x = filled = give(dense_rows(x, x.dtype.np_type), x.dtype)
         full = True
     if full:
-        z = _give(np.zeros((x.shape[0], w.shape[1]), w.dtype.np_type), w.dtype)
+        z = _zeros(w.dtype, nrows, n_out)
         # Z = 0 (full), then Z += X W in place
         _mxm(z, x, w, accumulate=True)
         if filled is not None:
             recycle(_take(filled))
         return z
-    z = _empty(w.dtype, x.shape[0], w.shape[1])
+    z = _empty(w.dtype, nrows, n_out)
     # Z(i,j) = sum_k X(i,k) * W(k,j)
     _mxm(z, x, w)
     return z
@@ -455,25 +487,21 @@ def dense_rows(x: Matrix, dtype: np.dtype, *, transpose: bool = False) -> np.nda
     """``X`` (``X'`` if ``transpose``) as a new dense NumPy array of ``dtype``.
 
     Zeros where ``X`` has no entry; C-ordered, its memory aligned to
-    ``ALIGNMENT`` bytes and owned by the array (it can go to :func:`_give`).
+    ``ALIGNMENT`` bytes and owned by the array (it can go to :func:`give`).
     """
     dtype = np.dtype(dtype)
     gtype = lookup_dtype(dtype)
     shape = x.shape[::-1] if transpose else x.shape
     by_row = _by_row(x)
     if _is_full(x):
-        # the values of a full X in storage order (X by row, X' by column), copied and cast
         out = aligned_empty(*(x.shape if by_row else x.shape[::-1]), dtype)
-        extract = getattr(lib, f"GrB_Matrix_extractTuples_{gtype.name}")
-        count = ffi.new("GrB_Index*", out.size)
-        values = ffi.from_buffer(f"{gtype.c_type}*", out)
-        check_status(extract(ffi.NULL, ffi.NULL, values, count, x._carg), x)
+        _extract_full(x, out)
     elif x.dtype == gtype and _is_bitmap(x):
         out = _bitmap_values(x, by_row)
     else:
         # D = 0 (full, stored as asked), then D += X in place (CSR X: 2-7x faster than
         # to_dense(fill_value=0))
-        d = _give(aligned_zeros(*shape, dtype), gtype, by_row=not transpose)
+        d = give(aligned_zeros(*shape, dtype), gtype, by_row=not transpose)
         _accumulate(d, x)
         return _take(d)
     if by_row != transpose:
@@ -482,6 +510,32 @@ def dense_rows(x: Matrix, dtype: np.dtype, *, transpose: bool = False) -> np.nda
     transpose_into(flipped, out)
     recycle(out)
     return flipped
+
+
+def _extract_full(x: Matrix, out: np.ndarray) -> None:
+    """Copy the values of a full ``X`` in storage order (``X`` by row, ``X'`` by column)
+    into the C-ordered ``out``, cast to its type."""
+    gtype = lookup_dtype(out.dtype)
+    extract = getattr(lib, f"GrB_Matrix_extractTuples_{gtype.name}")
+    count = ffi.new("GrB_Index*", out.size)
+    values = ffi.from_buffer(f"{gtype.c_type}*", out, require_writable=True)
+    check_status(extract(ffi.NULL, ffi.NULL, values, count, x._carg), x)
+
+
+def dense_into(x: Matrix, out: np.ndarray) -> None:
+    """Write ``X`` into ``out``, an array of its shape: zeros where ``X`` has no entry.
+
+    A full ``X`` stored by row goes straight into a C-ordered ``out``, one
+    C call (one row of 4096: 1 us; through :func:`dense_stored`, 5.7 us).
+    """
+    if out.flags.c_contiguous and _by_row(x) and _is_full(x):
+        _extract_full(x, out)
+        return
+    values = dense_stored(x, out.dtype)
+    if values.flags.c_contiguous:
+        out[...] = values
+    else:  # stored by column: values is a view of the transpose
+        transpose_into(out, values.T)
 
 
 def _bitmap_values(x: Matrix, by_row: bool) -> np.ndarray:
@@ -548,7 +602,7 @@ def plus_times_dot(x: Matrix, wt: Matrix, *, full: bool | None = None) -> Matrix
     """
     if full is None:
         full = _is_full(x)
-    filled = None if full else _give(dense_rows(x, x.dtype.np_type), x.dtype)
+    filled = None if full else give(dense_rows(x, x.dtype.np_type), x.dtype)
     z = _empty(wt.dtype, x.shape[0], wt.shape[0])
     _engage(_context(batch_cores()))
     try:
@@ -617,7 +671,7 @@ def plus_times_dense(x: Matrix, wt: Matrix) -> Matrix:
             recycle(source)
         else:
             xt = source
-        return _give(_tile_product(wt, xt, x.dtype), x.dtype, by_row=False)
+        return give(_tile_product(wt, xt, x.dtype), x.dtype, by_row=False)
     z = np.empty((nrows, n_out), source.dtype)
     for start in range(0, nrows, tile):  # tiles of rows keep X' and Z' in cache
         stop = min(start + tile, nrows)
@@ -625,13 +679,13 @@ def plus_times_dense(x: Matrix, wt: Matrix) -> Matrix:
         transpose_into(z[start:stop], zt[:, : stop - start])
         recycle(zt)
     recycle(source)
-    return _give(z, x.dtype)
+    return give(z, x.dtype)
 
 
 def _tile_product(wt: Matrix, xt: np.ndarray, dtype: DataType) -> np.ndarray:
     """``W' X'`` for one tile ``X'`` (recycled afterwards), as a NumPy array."""
-    c = _give(aligned_zeros(wt.shape[0], xt.shape[1], xt.dtype), dtype)
-    xt_m = _give(xt, dtype)
+    c = give(aligned_zeros(wt.shape[0], xt.shape[1], xt.dtype), dtype)
+    xt_m = give(xt, dtype)
     # Z' = 0, then Z' += W' X'
     _mxm(c, wt, xt_m, accumulate=True)
     recycle(_take(xt_m))
@@ -648,7 +702,7 @@ def plus_times_blas(x: Matrix, w_dense: np.ndarray) -> Matrix:
     dense = dense_stored(x, w_dense.dtype)
     with _BLAS_LOCK, np.errstate(over="ignore", invalid="ignore"):
         z = dense @ w_dense
-    return _give(z, lookup_dtype(z.dtype))
+    return give(z, lookup_dtype(z.dtype))
 
 
 def add_bias_full(z: Matrix, bias: np.ndarray) -> Matrix:
@@ -660,7 +714,7 @@ def add_bias_full(z: Matrix, bias: np.ndarray) -> Matrix:
     by_row = _by_row(z)
     rows = np.broadcast_to(bias, (z.shape[0], bias.size))
     # C = 1 b' (full), then C += Z
-    c = _give((rows if by_row else rows.T).copy(), lookup_dtype(bias.dtype), by_row=by_row)
+    c = give((rows if by_row else rows.T).copy(), lookup_dtype(bias.dtype), by_row=by_row)
     _accumulate(c, z)
     return c
 

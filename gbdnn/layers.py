@@ -197,9 +197,10 @@ class Product:
         full first).
         """
         nnz_x = kernels.nvals(z)
+        nrows = z.shape[0]
         kind = tuning.choose(
             self.path,
-            z.shape[0],
+            nrows,
             nnz_x,
             *self._dims,
             kernels=self._kernels,
@@ -207,10 +208,10 @@ class Product:
             spread=self._spread,
         )
         n_in, _, nnz_w = self._dims
-        sparse_x = nnz_x < z.shape[0] * n_in
+        sparse_x = nnz_x < nrows * n_in
         if kind == "sparse":
             fill = sparse_x and tuning.fills(
-                z.shape[0], nnz_x, *self._dims, tuning.current_costs(), self._spread
+                nrows, nnz_x, *self._dims, tuning.current_costs(), self._spread
             )
             out = kernels.plus_times(z, self._stored, fill=fill, full=not sparse_x)
             if sparse_x and not fill:

@@ -24,10 +24,10 @@ import numpy as np
 from graphblas import Matrix
 from tqdm.auto import tqdm
 
-from .convert import ArrayLike, family_of, from_matrices, row_slice, rows_to_numpy, to_matrix
+from .convert import ArrayLike, family_of, from_matrices, row_slice, to_matrix
 from .dtypes import ValueType
 from .errors import ParameterError, ShapeError
-from .kernels import batch_threads, release
+from .kernels import batch_threads, dense_into, release
 
 Stage = Callable[[Matrix], Matrix]
 Output = Literal["auto", "numpy", "scipy", "graphblas"]
@@ -122,12 +122,12 @@ def run(
         batch_size = _positive_int(batch_size, "batch_size")
     if getattr(x, "ndim", 2) != 2:
         raise ShapeError(f"X must be two-dimensional (rows are samples), got shape {x.shape}")
-    if x.shape[1] != in_features:
-        raise ShapeError(f"X has {x.shape[1]} columns but the model expects {in_features}")
+    nrows, ncols = x.shape
+    if ncols != in_features:
+        raise ShapeError(f"X has {ncols} columns but the model expects {in_features}")
     if family == "scipy":
         x = x.tocsr()  # row slicing needs CSR; no copy if it already is
 
-    nrows = x.shape[0]
     workers = 1 if nrows <= 1 or nrows * row_seconds() < PARALLEL_MIN_SECONDS else threads
     batches = plan_batches(nrows, batch_size, workers)
     # a batch that runs alone has every core to itself
@@ -145,7 +145,7 @@ def run(
                     release(z)
                 z = out
             if dense is not None:
-                rows_to_numpy(z, dense[start:stop])
+                dense_into(z, dense[start:stop])
                 if z is not x:
                     release(z)
         if bar is not None:

@@ -323,7 +323,7 @@ def test_sparse_kernel_on_activations_made_full_is_bit_identical(monkeypatch, dt
         monkeypatch.setattr(gbdnn.tuning, "fills", lambda *args, fill=fill: fill)
         made_full.clear()
         results[fill] = layer(xm, output="numpy", check_finite=False)
-        assert len(made_full) == fill + 1  # (the other: the result to NumPy)
+        assert len(made_full) == fill  # (the full result goes to NumPy directly)
     np.testing.assert_array_equal(results[True], results[False])
     tol = 1e-5 if dtype == "float32" else 1e-12
     np.testing.assert_allclose(results[True], x @ w + layer.bias, rtol=tol, atol=tol)
@@ -619,6 +619,53 @@ def test_work_arrays_are_recycled_per_thread_within_a_budget(monkeypatch):
     assert sum(a.nbytes for arrays in kept.values() for a in arrays) <= kernels.RECYCLE_BYTES
 
 
+def test_zero_matrices_are_new_full_and_their_own(monkeypatch):
+    # small zero matrices are copies of one kept per thread and shape: a result written
+    # into must never show in the next one
+    from gbdnn import kernels
+
+    monkeypatch.setattr(kernels, "_LOCAL", kernels._ThreadState())
+    for dtype in (gb.dtypes.FP32, gb.dtypes.FP64):
+        first = kernels._zeros(dtype, 3, 50)
+        first[1, 7] = 2.5
+        first(gb.binary.plus) << first  # in place, as the sparse kernel accumulates
+        second = kernels._zeros(dtype, 3, 50)
+        assert second.dtype == dtype and second.shape == (3, 50)
+        assert second.ss.format == "fullr" and not second.ss.is_iso
+        np.testing.assert_array_equal(second.to_dense(), np.zeros((3, 50)))
+        assert first[1, 7].new().value == 5.0
+    for ncols in range(1, 2 * kernels.ZERO_SHAPES):  # only the last shapes are kept
+        kernels._zeros(gb.dtypes.FP32, 1, ncols)
+    kept = kernels._LOCAL.zeros
+    assert len(kept) == kernels.ZERO_SHAPES and ("FP32", 1, 2 * kernels.ZERO_SHAPES - 1) in kept
+    big = kernels.ZERO_COPY_BYTES // 4 + 1  # FP32 entries: made afresh, not kept
+    z = kernels._zeros(gb.dtypes.FP32, 1, big)
+    assert z.ss.format == "fullr" and z.reduce_scalar().new().value == 0
+    assert ("FP32", 1, big) not in kept
+
+
+def test_numpy_inputs_are_copied_never_taken_over():
+    # a dense NumPy input is handed to GraphBLAS as a copy (or as the cast): the caller's
+    # array keeps its memory and its values, and later changes to it do not reach the model
+    from gbdnn.convert import to_matrix
+    from gbdnn.dtypes import value_type
+
+    rng = np.random.default_rng(30)
+    for x in (
+        rng.normal(size=(4, 6)).astype(np.float32),  # the model's type: copied
+        rng.normal(size=(4, 6)),  # cast
+        rng.normal(size=(6, 4)).astype(np.float32).T,  # F-ordered: made C-ordered
+        rng.normal(size=(4, 12)).astype(np.float32)[:, ::2],  # strided view
+    ):
+        before = x.copy()
+        owned = x.flags.owndata
+        m = to_matrix(x, value_type("float32"), "X")
+        assert x.flags.owndata == owned and x.flags.writeable
+        np.testing.assert_array_equal(x, before)
+        x[...] = 7
+        np.testing.assert_array_equal(m.to_dense(), before.astype(np.float32))
+
+
 @pytest.mark.parametrize("batch_size", [None, 7])
 @pytest.mark.parametrize("output", ["graphblas", "numpy"])
 def test_intermediates_are_released_but_never_the_input_or_result(monkeypatch, batch_size, output):
@@ -705,6 +752,11 @@ def test_dense_rows_fills_missing_entries_with_zeros(fmt, dtype, by_column):
     stored = kernels.dense_stored(m, np.dtype(np.float64))  # no transpose: F-ordered if by column
     assert stored.flags.f_contiguous if by_column else stored.flags.c_contiguous
     np.testing.assert_array_equal(stored, x.astype(np.float64))
+    # into rows 2:11 of a larger result, and into an F-ordered array, cast on the way
+    for block in (np.full((12, 40), -1.0), np.full((12, 40), -1.0, order="F")):
+        kernels.dense_into(m, block[2:11])
+        np.testing.assert_array_equal(block[2:11], x.astype(np.float64))
+        assert (block[:2] == -1).all() and (block[11:] == -1).all()
 
 
 @pytest.mark.parametrize("by_column", [False, True])
