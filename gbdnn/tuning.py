@@ -121,6 +121,8 @@ DOT_MAX_ROWS = 4
 FILL_MIN_ROWS = 8
 #: :func:`calibrate` measures on layers at least this wide.
 CALIBRATE_MIN_SIZE = 256
+#: Calls of one kernel in a turn of :func:`_calls_seconds`.
+CALLS_PER_TURN = 8
 
 
 @dataclass(frozen=True)
@@ -422,15 +424,33 @@ def _gustavson_costs(batches, weights) -> tuple[float, float]:
 
 def _call_seconds(kernel, x, cores: int, repeats: int = 300) -> float:
     """Median wall seconds of one call on this thread, as a one-batch input runs."""
-    kernel = _freeing(kernel)
-    times = []
-    with batch_threads(cores):
-        kernel(x)  # warm-up
-        for _ in range(repeats):
-            start = time.perf_counter()
-            kernel(x)
-            times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return _calls_seconds({"call": (kernel, x, cores)}, repeats)["call"]
+
+
+def _calls_seconds(calls: dict, repeats: int = 300) -> dict[str, float]:
+    """:func:`_call_seconds` of each ``name: (kernel, x, cores)`` of ``calls``, the
+    calls taken in turns.
+
+    The costs derived from differences of these times are measured together, so
+    that a slow spell of the machine weighs on both sides alike: one calibration
+    measured every fixed cost 1.55x the others' (one row through a 64-wide layer
+    one after another) and the dot kernel's cost per result entry, the difference
+    measured afterwards, a third of theirs. Each turn is ``CALLS_PER_TURN`` calls
+    of which the first, after the other kernels' turns, is not counted: a
+    one-row input calls the same kernel again and again, with its data in cache
+    (the dense kernel's first call took 1.3x as long).
+    """
+    kernels = {name: (_freeing(kernel), x, cores) for name, (kernel, x, cores) in calls.items()}
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(-(-repeats // (CALLS_PER_TURN - 1))):
+        for name, (kernel, x, cores) in kernels.items():
+            with batch_threads(cores):
+                for _ in range(CALLS_PER_TURN):
+                    start = time.perf_counter()
+                    kernel(x)
+                    times[name].append(time.perf_counter() - start)
+            del times[name][-CALLS_PER_TURN]  # the call after the other kernels' turns
+    return {name: float(np.median(t)) for name, t in times.items()}
 
 
 def calibrate(
@@ -544,44 +564,47 @@ def calibrate(
     size = 64
     tiny = batch(1, 1)
     w, wm, wt, _ = weight(0.02)
-    calls = {
-        kernel: _call_seconds(product, tiny, threads)
-        for kernel, product in [
-            ("sparse", lambda x: kernels.plus_times(x, wm)),
-            ("dense", lambda x: kernels.plus_times_dense(x, wt)),
-            ("dot", lambda x: kernels.plus_times_dot(x, wt)),
-            ("blas", lambda x: kernels.plus_times_blas(x, w)),
-        ]
+    one_row = {
+        "sparse": (lambda x: kernels.plus_times(x, wm), tiny, threads),
+        "dense": (lambda x: kernels.plus_times_dense(x, wt), tiny, threads),
+        "dot": (lambda x: kernels.plus_times_dot(x, wt), tiny, threads),
+        "blas": (lambda x: kernels.plus_times_blas(x, w), tiny, threads),
+        "fill": (fill, batch(1, 0.3), threads),
     }
-    calls["fill"] = _call_seconds(fill, batch(1, 0.3), threads)
-    dense_entry = max(moving - calls["dense"], 1e-12) / moved
     # a few rows, where the dot kernel competes with the sparse one: one row alone, as a
     # one-row input runs, through 1024-wide weights 5 % and 0.2 % dense (held in cache)
     # on one thread: dot_mac nnz(W) + dot_entry out, and the sparse kernel's reading of
-    # W for one row (2048-wide weights, out of cache, misjudged the two)
+    # W for one row (2048-wide weights, out of cache, misjudged the two); the dot kernel
+    # through a 20 % dense one on one thread and on the threads SuiteSparse gives it
+    # with every core: what each thread past the first adds, between none and as much
+    # as the first
     size = 1024
     row = batch(1, 1)
     _, mid, mid_t, mid_nnz = weight(0.05)
     low_t, low_nnz = weight(0.002)[2:]
-    dot_mid, dot_low = (
-        _call_seconds(lambda x, w=w: kernels.plus_times_dot(x, w), row, 1) for w in (mid_t, low_t)
-    )
-    dot_mac = max(dot_mid - dot_low, 1e-14) / (mid_nnz - low_nnz)
-    dot_entry = max(dot_low - calls["dot"] - dot_mac * low_nnz, 1e-14) / size
-    # ... and through a 20 % dense one on one thread and on the threads SuiteSparse gives
-    # it with every core: what each thread past the first adds, between none and as
-    # much as the first
     dense_t, dense_nnz = weight(0.2)[2:]
     spread = dot_threads(size, dense_nnz, threads)
+    one_row |= {
+        "dot_mid": (lambda x: kernels.plus_times_dot(x, mid_t), row, 1),
+        "dot_low": (lambda x: kernels.plus_times_dot(x, low_t), row, 1),
+        "sparse_row": (lambda x: kernels.plus_times(x, mid), row, threads),
+    }
+    if spread > 1:
+        one_row |= {
+            f"dot_dense_{cores}": (lambda x: kernels.plus_times_dot(x, dense_t), row, cores)
+            for cores in (1, threads)
+        }
+    t = _calls_seconds(one_row)
+    calls = {kernel: t[kernel] for kernel in ("sparse", "dense", "dot", "blas", "fill")}
+    dense_entry = max(moving - calls["dense"], 1e-12) / moved
+    dot_mac = max(t["dot_mid"] - t["dot_low"], 1e-14) / (mid_nnz - low_nnz)
+    dot_entry = max(t["dot_low"] - calls["dot"] - dot_mac * low_nnz, 1e-14) / size
     dot_thread_gain = Costs.dot_thread_gain
     if spread > 1:
-        alone, spread_out = (
-            _call_seconds(lambda x: kernels.plus_times_dot(x, dense_t), row, cores) - calls["dot"]
-            for cores in (1, threads)
-        )
+        alone, spread_out = (t[f"dot_dense_{cores}"] - calls["dot"] for cores in (1, threads))
         dot_thread_gain = min(max((alone / max(spread_out, 1e-14) - 1) / (spread - 1), 0.0), 1.0)
-    sparse_row = _call_seconds(lambda x: kernels.plus_times(x, mid), row, threads)
-    sparse_row -= calls["sparse"] + sparse_full_mac * mid_nnz + sparse_full_entry * 2 * size
+    sparse_row = t["sparse_row"] - calls["sparse"]
+    sparse_row -= sparse_full_mac * mid_nnz + sparse_full_entry * 2 * size
     costs = Costs(
         sparse_mac=float(sparse_mac),
         sparse_out=float(sparse_out),

@@ -417,6 +417,29 @@ def test_calibration_measures_what_a_second_dot_thread_gains():
     assert 0.0 <= two.dot_thread_gain <= 1.0
 
 
+def test_calibration_times_the_one_row_calls_in_turns():
+    # costs taken from differences of one-row times are measured together, turn by turn,
+    # so a slow spell of the machine weighs on each alike
+    from gbdnn import tuning
+
+    order, cores = [], []
+
+    def kernel(name):
+        def call(x):
+            order.append(name)
+            cores.append(gbdnn.kernels.batch_cores())
+            return np.zeros(1)  # (an array: given back for reuse, as making X full)
+
+        return call
+
+    t = tuning._calls_seconds({"a": (kernel("a"), None, 1), "b": (kernel("b"), None, 2)}, 14)
+    assert set(t) == {"a", "b"} and all(v > 0 for v in t.values())
+    per = tuning.CALLS_PER_TURN
+    turns = -(-14 // (per - 1))  # the first call of each turn is not counted
+    assert order == (["a"] * per + ["b"] * per) * turns
+    assert cores == ([1] * per + [2] * per) * turns
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
