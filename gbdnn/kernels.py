@@ -67,9 +67,9 @@ ALIGNMENT = 64
 #: Bytes of work arrays each thread keeps for reuse (:func:`recycle`).
 RECYCLE_BYTES = 4 << 20
 #: :func:`_zeros` copies a full zero matrix of at most this many bytes from one the
-#: thread keeps (``GrB_Matrix_dup``): 1.4 us less than handing over a new NumPy
+#: thread keeps (``GrB_Matrix_dup``): 1.1-1.5 us less than handing over a new NumPy
 #: array, from one row through a 1024-wide FP32 layer to 64 rows (4-256 KB);
-#: at 1 MB (64 x 4096) the copy was 2 % slower (``bench/README.md``).
+#: at 1 MB (64 x 4096) the copy was 2-3 % slower (``bench/README.md``).
 ZERO_COPY_BYTES = 1 << 18
 #: Shapes of zero matrices each thread keeps for :func:`_zeros` (the last used).
 ZERO_SHAPES = 8
@@ -526,7 +526,7 @@ def dense_into(x: Matrix, out: np.ndarray) -> None:
     """Write ``X`` into ``out``, an array of its shape: zeros where ``X`` has no entry.
 
     A full ``X`` stored by row goes straight into a C-ordered ``out``, one
-    C call (one row of 4096: 1 us; through :func:`dense_stored`, 5.7 us).
+    C call (one row of 4096: 2.9 us; through :func:`dense_stored`, 6.0 us).
     """
     if out.flags.c_contiguous and _by_row(x) and _is_full(x):
         _extract_full(x, out)
