@@ -285,8 +285,11 @@ def sum_values(m: Matrix) -> float:
     """
     nrows, ncols = m.shape
     if nrows * ncols >= BITMAP_SUM_MIN and _is_bitmap(m):
+        values = _bitmap_values(m, _by_row(m))
         with np.errstate(over="ignore", invalid="ignore"):  # a non-finite sum is an answer
-            return float(_bitmap_values(m, _by_row(m)).sum(dtype=m.dtype.np_type))
+            total = float(values.sum(dtype=m.dtype.np_type))
+        recycle(values)
+        return total
     ops = _ops(m.dtype)
     total = ffi.new(ops.scalar)
     # s = sum_ij M(i,j)
@@ -568,8 +571,7 @@ def _bitmap_values(x: Matrix, by_row: bool) -> np.ndarray:
         return out
     stored = claim_buffer(ffi, values[0], values_size[0] // dtype.itemsize, dtype)
     bits = np.dtype(f"i{dtype.itemsize}")
-    mask = present.astype(bits)
-    np.negative(mask, out=mask)  # 1 -> all bits set, 0 -> none
+    mask = np.negative(present, dtype=bits)  # 1 -> all bits set, 0 -> none
     np.bitwise_and(stored[: nrows * ncols].view(bits), mask, out=out.reshape(-1).view(bits))
     return out
 
