@@ -571,7 +571,8 @@ def _bitmap_values(x: Matrix, by_row: bool) -> np.ndarray:
         return out
     stored = claim_buffer(ffi, values[0], values_size[0] // dtype.itemsize, dtype)
     bits = np.dtype(f"i{dtype.itemsize}")
-    mask = np.negative(present, dtype=bits)  # 1 -> all bits set, 0 -> none
+    mask = present.astype(bits)
+    np.negative(mask, out=mask)  # 1 -> all bits set, 0 -> none
     np.bitwise_and(stored[: nrows * ncols].view(bits), mask, out=out.reshape(-1).view(bits))
     return out
 
