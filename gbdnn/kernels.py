@@ -364,11 +364,16 @@ def _zeros(dtype: DataType, nrows: int, ncols: int) -> Matrix:
         template = kept[key] = give(np.zeros((nrows, ncols), dtype.np_type), dtype)
         if len(kept) > ZERO_SHAPES:
             kept.popitem(last=False)
-    elif len(kept) > 1:
+    else:
         kept.move_to_end(key)  # the shape used last is dropped last
+    return _dup(template)
+
+
+def _dup(m: Matrix) -> Matrix:
+    """A copy of ``m`` by one C call (``GrB_Matrix_dup``)."""
     obj = ffi.new("GrB_Matrix*")
-    check_status(lib.GrB_Matrix_dup(obj, template._carg), template)
-    return Matrix._from_obj(obj, dtype, nrows, ncols)
+    check_status(lib.GrB_Matrix_dup(obj, m._carg), m)
+    return Matrix._from_obj(obj, m.dtype, *m.shape)
 
 
 def release(m: Matrix) -> None:
@@ -550,10 +555,7 @@ def _bitmap_values(x: Matrix, by_row: bool) -> np.ndarray:
     branch-free (a bitwise AND: the values at positions without an entry are
     undefined, possibly NaN, so they are not multiplied by zero).
     """
-    obj = ffi.new("GrB_Matrix*")
-    # C = X (a copy: the caller's X is not unpacked)
-    check_status(lib.GrB_Matrix_dup(obj, x._carg), x)
-    copy = Matrix._from_obj(obj, x.dtype, *x.shape)
+    copy = _dup(x)  # (a copy: the caller's X is not unpacked)
     flags, values = ffi.new("int8_t**"), ffi.new("void**")
     flags_size, values_size = ffi.new("GrB_Index*"), ffi.new("GrB_Index*")
     iso, count = ffi.new("bool*"), ffi.new("GrB_Index*")
