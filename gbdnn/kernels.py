@@ -536,6 +536,8 @@ def dense_into(x: Matrix, out: np.ndarray) -> None:
     A full ``X`` stored by row goes straight into a C-ordered ``out``, one
     C call (one row of 4096: 2.9 us; through :func:`dense_stored`, 6.0 us).
     """
+    if out.shape != x.shape:
+        raise ShapeError(f"out has shape {out.shape} but X has shape {x.shape}")
     if out.flags.c_contiguous and _by_row(x) and _is_full(x):
         _extract_full(x, out)
         return

@@ -780,6 +780,9 @@ def test_dense_rows_fills_missing_entries_with_zeros(fmt, dtype, by_column):
         kernels.dense_into(m, block[2:11])
         np.testing.assert_array_equal(block[2:11], x.astype(np.float64))
         assert (block[:2] == -1).all() and (block[11:] == -1).all()
+    for shape in [(10, 40), (9, 39), (40, 9)]:  # never a part filled, nor one too small
+        with pytest.raises(gbdnn.ShapeError, match=r"out has shape .* but X has shape \(9, 40\)"):
+            kernels.dense_into(m, np.zeros(shape))
 
 
 @pytest.mark.parametrize("by_column", [False, True])
