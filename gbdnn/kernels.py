@@ -11,7 +11,7 @@ round differently).
 All calls use built-in types and semirings (``plus_times``, ``plus_plus``,
 ``select.valuegt``, ``binary.plus``, ``binary.min``) so SuiteSparse runs its
 precompiled factory kernels. The calls made once per batch whatever its size
-(the products, :func:`nvals`, :func:`sum_values`, handing arrays to and from
+(the products, :func:`nvals`, :func:`all_finite`, handing arrays to and from
 NumPy) go to SuiteSparse's C API directly: a python-graphblas expression costs
 20-30 us more per call, as much as SciPy's whole one-row product
 (``bench/README.md``).
@@ -20,6 +20,7 @@ NumPy) go to SuiteSparse's C API directly: a python-graphblas expression costs
 from __future__ import annotations
 
 import ctypes
+import math
 import threading
 from collections import OrderedDict
 from typing import NamedTuple
@@ -51,9 +52,10 @@ TRANSPOSE_BLOCK = 128
 #: 1.7-5.1x faster than the blocks on 64-4096 rows of 1024-4096 columns, 1.9x on
 #: 2048 x 256, slower than the blocks on 128 columns (``bench/README.md``).
 TRANSPOSE_STRIP_COLUMNS = 256
-#: :func:`sum_values` sums bitmaps of at least this many positions in NumPy (16 x 1024
-#: FP32, 20-50 % stored: 52-55 us, SuiteSparse 58-121 us; 4 x 1024: 19-36 vs 10 us).
-BITMAP_SUM_MIN = 1 << 14
+#: :func:`all_finite` sums bitmaps of at least this many bytes of values in NumPy
+#: (16 x 1024 FP32 or 8 x 1024 FP64, 20-50 % stored: 8-9 us, SuiteSparse's reduction
+#: 16-20 us); smaller ones by SuiteSparse (8 x 1024 FP32: 4.1-4.7 against 7.5 us).
+BITMAP_SUM_MIN_BYTES = 1 << 16
 #: SuiteSparse gives a call one thread per this many entries of its operands (its
 #: ``chunk``), at most the threads of gbdnn's context; only the dot kernel runs on
 #: more than one. SuiteSparse's default, 65536, left one row through 4096x4096 at
@@ -275,26 +277,46 @@ def nvals(m: Matrix) -> int:
     return n[0]
 
 
-def sum_values(m: Matrix) -> float:
-    """The sum of the stored entries of a floating-point ``m``, in its value type.
+def all_finite(m: Matrix) -> bool:
+    """Whether no stored entry of a floating-point ``m`` is NaN or infinite.
 
-    A bitmap of at least ``BITMAP_SUM_MIN`` positions is summed in NumPy,
-    zeros where it has no entry: SuiteSparse's reduction tests every
-    position's flag and took 2-3x as long (1024 x 1024, half stored: 5.7 vs
-    2.5 ms), but less on small ones (one row of 1024: 6 vs 30 us).
+    A sum with a NaN or infinite term is not finite, so a finite sum of the
+    entries proves it in one pass; only a sum that is not (a bad entry, or an
+    overflow) is followed by a check of each entry. Bitmaps of at least
+    ``BITMAP_SUM_MIN_BYTES``: see :func:`_bitmap_all_finite`.
     """
     nrows, ncols = m.shape
-    if nrows * ncols >= BITMAP_SUM_MIN and _is_bitmap(m):
-        values = _bitmap_values(m, _by_row(m))
-        with np.errstate(over="ignore", invalid="ignore"):  # a non-finite sum is an answer
-            total = float(values.sum(dtype=m.dtype.np_type))
-        recycle(values)
-        return total
+    if nrows * ncols * m.dtype.np_type.itemsize >= BITMAP_SUM_MIN_BYTES and _is_bitmap(m):
+        return _bitmap_all_finite(m)
     ops = _ops(m.dtype)
     total = ffi.new(ops.scalar)
     # s = sum_ij M(i,j)
     check_status(ops.reduce(total, ffi.NULL, ops.plus_monoid, m._carg, ffi.NULL), m)
-    return total[0]
+    if math.isfinite(total[0]):
+        return True
+    # ok = AND_ij isfinite(M(i,j))
+    return m.apply(unary.isfinite).new().reduce_scalar(monoid.land).new().value
+
+
+def _bitmap_all_finite(x: Matrix) -> bool:
+    """:func:`all_finite` of a bitmap ``X``, in NumPy on a copy of its values.
+
+    The values of every position are summed, the undefined ones where ``X``
+    has no entry included: they can make the sum non-finite, never finite, so
+    a finite sum still proves every entry finite, and it takes one pass, no
+    mask. SuiteSparse's reduction tests each position's flag: 64 x 1024 FP64,
+    20-50 % stored, 130-220 us against 28; 1024 x 1024 FP32, 1.8-4.4 ms
+    against 0.3 (zeros for the undefined values, as :func:`_bitmap_values`
+    makes them, took 75 us and 0.8 ms). A sum that is not finite is followed
+    by a check of the entries' values alone.
+    """
+    present, values = _unpack_bitmap(_dup(x), _by_row(x))  # (a copy: X is not unpacked)
+    with np.errstate(over="ignore", invalid="ignore"):  # a non-finite sum is an answer
+        if math.isfinite(values.sum()):
+            return True
+    if values.size == 1:  # iso: one value for every entry
+        return not present.any()
+    return bool(np.isfinite(values[present.view(bool)]).all())
 
 
 def _is_full(m: Matrix) -> bool:
@@ -557,28 +579,33 @@ def _bitmap_values(x: Matrix, by_row: bool) -> np.ndarray:
     branch-free (a bitwise AND: the values at positions without an entry are
     undefined, possibly NaN, so they are not multiplied by zero).
     """
-    copy = _dup(x)  # (a copy: the caller's X is not unpacked)
+    present, stored = _unpack_bitmap(_dup(x), by_row)  # (a copy: X is not unpacked)
+    nrows, ncols = x.shape if by_row else x.shape[::-1]
+    out = aligned_empty(nrows, ncols, stored.dtype)
+    if stored.size == 1:  # iso: one value for every entry
+        np.multiply(present.reshape(nrows, ncols), stored[0], out=out)
+        return out
+    bits = np.dtype(f"i{stored.itemsize}")
+    mask = present.astype(bits)
+    np.negative(mask, out=mask)  # 1 -> all bits set, 0 -> none
+    np.bitwise_and(stored.view(bits), mask, out=out.reshape(-1).view(bits))
+    return out
+
+
+def _unpack_bitmap(x: Matrix, by_row: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Take the flags (int8) and values of bitmap ``x``, which is left empty, as flat
+    arrays in storage order (``by_row`` must say which it is); the values of an iso
+    ``x`` are its one value."""
     flags, values = ffi.new("int8_t**"), ffi.new("void**")
     flags_size, values_size = ffi.new("GrB_Index*"), ffi.new("GrB_Index*")
     iso, count = ffi.new("bool*"), ffi.new("GrB_Index*")
     unpack = lib.GxB_Matrix_unpack_BitmapR if by_row else lib.GxB_Matrix_unpack_BitmapC
-    check_status(
-        unpack(copy._carg, flags, values, flags_size, values_size, iso, count, ffi.NULL), copy
-    )
-    nrows, ncols = x.shape if by_row else x.shape[::-1]
+    check_status(unpack(x._carg, flags, values, flags_size, values_size, iso, count, ffi.NULL), x)
+    size = x.shape[0] * x.shape[1]
     dtype = x.dtype.np_type
-    present = claim_buffer(ffi, flags[0], flags_size[0], np.dtype(np.int8))[: nrows * ncols]
-    out = aligned_empty(nrows, ncols, dtype)
-    if iso[0]:  # one value for every entry
-        value = claim_buffer(ffi, values[0], 1, dtype)[0]
-        np.multiply(present.reshape(nrows, ncols), value, out=out)
-        return out
+    present = claim_buffer(ffi, flags[0], flags_size[0], np.dtype(np.int8))[:size]
     stored = claim_buffer(ffi, values[0], values_size[0] // dtype.itemsize, dtype)
-    bits = np.dtype(f"i{dtype.itemsize}")
-    mask = present.astype(bits)
-    np.negative(mask, out=mask)  # 1 -> all bits set, 0 -> none
-    np.bitwise_and(stored[: nrows * ncols].view(bits), mask, out=out.reshape(-1).view(bits))
-    return out
+    return present, stored[: 1 if iso[0] else size]
 
 
 def dense_stored(x: Matrix, dtype: np.dtype) -> np.ndarray:

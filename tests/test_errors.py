@@ -57,9 +57,9 @@ def test_non_finite_check_of_a_bitmap_input(model, dtype, small):
     # NaN in an entry is; finite values whose sum overflows are no error either.
     # Small bitmaps are summed by SuiteSparse, large ones in NumPy: both sizes
     from gbdnn.convert import check_finite_matrix
-    from gbdnn.kernels import BITMAP_SUM_MIN
+    from gbdnn.kernels import BITMAP_SUM_MIN_BYTES
 
-    rows = 40 if small else BITMAP_SUM_MIN // 4 + 1
+    rows = 40 if small else BITMAP_SUM_MIN_BYTES // (4 * np.dtype(dtype).itemsize) + 1
     rng = np.random.default_rng(3)
     present = rng.random((rows, 4)) < 0.5
     x = np.where(present, rng.normal(size=present.shape), 0).astype(dtype)
@@ -74,6 +74,34 @@ def test_non_finite_check_of_a_bitmap_input(model, dtype, small):
     garbage[present.nonzero()[0][0], present.nonzero()[1][0]] = np.inf
     with pytest.raises(gbdnn.NonFiniteError, match="X contains NaN or Inf"):
         model(gb.Matrix.ss.import_bitmapr(bitmap=present, values=garbage))
+
+
+@pytest.mark.parametrize("by_row", [True, False])
+@pytest.mark.parametrize("bad", [np.nan, -np.inf])
+def test_all_finite_of_large_bitmaps(by_row, bad):
+    # the NumPy check of large bitmaps against NumPy on the entries alone: finite
+    # undefined values (the one-pass sum), huge ones (it overflows) and NaN ones (the
+    # entries are checked one by one), no bad entry or one anywhere; iso bitmaps;
+    # stored by row and by column
+    from gbdnn.kernels import BITMAP_SUM_MIN_BYTES, all_finite
+
+    rng = np.random.default_rng(5)
+    shape = (BITMAP_SUM_MIN_BYTES // 8 // 64 + 1, 64)
+    present = rng.random(shape) < 0.3
+    rows, cols = present.nonzero()
+    load = gb.Matrix.ss.import_bitmapr if by_row else gb.Matrix.ss.import_bitmapc
+    for undefined in (0.0, 1e300, np.nan):
+        for k in (None, 0, len(rows) // 2, len(rows) - 1):
+            values = np.where(present, rng.normal(size=shape), undefined)
+            if k is not None:
+                values[rows[k], cols[k]] = bad
+            bitmap = load(bitmap=present, values=values)
+            assert bitmap.ss.format == ("bitmapr" if by_row else "bitmapc")
+            assert all_finite(bitmap) == np.isfinite(values[present]).all() == (k is None)
+    for value in (1.5, bad):
+        iso = load(bitmap=present, values=np.array([value]), is_iso=True)
+        assert iso.ss.is_iso and iso.ss.format.startswith("bitmap")
+        assert all_finite(iso) == np.isfinite(value)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
