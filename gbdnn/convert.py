@@ -124,7 +124,8 @@ def to_matrix(
     values = np.ascontiguousarray(x, dtype=vtype.numpy)
     if np.shares_memory(values, x):
         values = values.copy()  # a cast or a copy is handed over, never the caller's array
-    sparse = drop_zeros or np.count_nonzero(values) <= SPARSE_INPUT_DENSITY * values.size
+    # (np.count_nonzero of a float array took 2.5-5x as long as of ``values != 0``)
+    sparse = drop_zeros or np.count_nonzero(values != 0) <= SPARSE_INPUT_DENSITY * values.size
     full = give(values, vtype.graphblas)
     if sparse:
         # M<M != 0> = M: keep the nonzeros only
