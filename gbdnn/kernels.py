@@ -310,11 +310,11 @@ def _bitmap_all_finite(x: Matrix) -> bool:
     makes them, took 75 us and 0.8 ms). A sum that is not finite is followed
     by a check of the entries' values alone.
     """
-    present, values = _unpack_bitmap(_dup(x), _by_row(x))  # (a copy: X is not unpacked)
+    present, values, iso = _unpack_bitmap(_dup(x), _by_row(x))  # (a copy: X stays packed)
     with np.errstate(over="ignore", invalid="ignore"):  # a non-finite sum is an answer
         if math.isfinite(values.sum()):
             return True
-    if values.size == 1:  # iso: one value for every entry
+    if iso:  # one value for every entry
         return not present.any()
     return bool(np.isfinite(values[present.view(bool)]).all())
 
@@ -579,10 +579,10 @@ def _bitmap_values(x: Matrix, by_row: bool) -> np.ndarray:
     branch-free (a bitwise AND: the values at positions without an entry are
     undefined, possibly NaN, so they are not multiplied by zero).
     """
-    present, stored = _unpack_bitmap(_dup(x), by_row)  # (a copy: X is not unpacked)
+    present, stored, iso = _unpack_bitmap(_dup(x), by_row)  # (a copy: X stays packed)
     nrows, ncols = x.shape if by_row else x.shape[::-1]
     out = aligned_empty(nrows, ncols, stored.dtype)
-    if stored.size == 1:  # iso: one value for every entry
+    if iso:  # one value for every entry
         np.multiply(present.reshape(nrows, ncols), stored[0], out=out)
         return out
     bits = np.dtype(f"i{stored.itemsize}")
@@ -592,10 +592,10 @@ def _bitmap_values(x: Matrix, by_row: bool) -> np.ndarray:
     return out
 
 
-def _unpack_bitmap(x: Matrix, by_row: bool) -> tuple[np.ndarray, np.ndarray]:
+def _unpack_bitmap(x: Matrix, by_row: bool) -> tuple[np.ndarray, np.ndarray, bool]:
     """Take the flags (int8) and values of bitmap ``x``, which is left empty, as flat
-    arrays in storage order (``by_row`` must say which it is); the values of an iso
-    ``x`` are its one value."""
+    arrays in storage order (``by_row`` must say which it is), and whether ``x`` is
+    iso (its values are then one value, that of every entry)."""
     flags, values = ffi.new("int8_t**"), ffi.new("void**")
     flags_size, values_size = ffi.new("GrB_Index*"), ffi.new("GrB_Index*")
     iso, count = ffi.new("bool*"), ffi.new("GrB_Index*")
@@ -605,7 +605,7 @@ def _unpack_bitmap(x: Matrix, by_row: bool) -> tuple[np.ndarray, np.ndarray]:
     dtype = x.dtype.np_type
     present = claim_buffer(ffi, flags[0], flags_size[0], np.dtype(np.int8))[:size]
     stored = claim_buffer(ffi, values[0], values_size[0] // dtype.itemsize, dtype)
-    return present, stored[: 1 if iso[0] else size]
+    return present, stored[: 1 if iso[0] else size], iso[0]
 
 
 def dense_stored(x: Matrix, dtype: np.dtype) -> np.ndarray:

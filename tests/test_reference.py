@@ -785,18 +785,21 @@ def test_dense_rows_fills_missing_entries_with_zeros(fmt, dtype, by_column):
             kernels.dense_into(m, np.zeros(shape))
 
 
+@pytest.mark.parametrize("shape", [(33, 70), (1, 1)])
 @pytest.mark.parametrize("by_column", [False, True])
 @pytest.mark.parametrize("dtype", ["float32", "float64", "int8"])
-def test_dense_rows_of_a_bitmap_ignores_values_where_it_has_no_entry(dtype, by_column):
-    # a bitmap's values at positions without an entry are undefined: NaN here must not leak
+def test_dense_rows_of_a_bitmap_ignores_values_where_it_has_no_entry(dtype, by_column, shape):
+    # a bitmap's values at positions without an entry are undefined: NaN here must not
+    # leak, also where there is one value in all (1 x 1, no entry: not iso)
     from gbdnn import kernels
 
     rng = np.random.default_rng(12)
-    present = rng.random((33, 70)) < 0.5
+    present = rng.random(shape) < (0.5 if shape != (1, 1) else 0)
     x = (rng.normal(size=present.shape) * 10).astype(dtype)
     values = np.where(present, x, np.nan if dtype.startswith("float") else 7).astype(dtype)
     m = Matrix.ss.import_bitmapr(bitmap=present, values=values)
     if by_column:
+        m.ss.config["sparsity_control"] = ["bitmap"]  # (one without entries would turn CSC)
         m.ss.config["format"] = "by_col"
     assert m.ss.format == ("bitmapc" if by_column else "bitmapr")
     want = np.where(present, x, 0).astype(dtype)
