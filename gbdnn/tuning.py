@@ -440,10 +440,10 @@ def _calls_seconds(calls: dict, repeats: int = 300) -> dict[str, float]:
     one-row input calls the same kernel again and again, with its data in cache
     (the dense kernel's first call took 1.3x as long).
     """
-    kernels = {name: (_freeing(kernel), x, cores) for name, (kernel, x, cores) in calls.items()}
+    timed = {name: (_freeing(kernel), x, cores) for name, (kernel, x, cores) in calls.items()}
     times: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(-(-repeats // (CALLS_PER_TURN - 1))):
-        for name, (kernel, x, cores) in kernels.items():
+        for name, (kernel, x, cores) in timed.items():
             with batch_threads(cores):
                 for _ in range(CALLS_PER_TURN):
                     start = time.perf_counter()
