@@ -641,19 +641,22 @@ def plus_times_dot(x: Matrix, wt: Matrix, *, full: bool | None = None) -> Matrix
     ``W'`` over the cores the batch has (:func:`batch_threads`), one thread
     per ``DOT_CHUNK`` entries of ``X`` and ``W``: a product of one or two
     rows reads all of ``W`` for little arithmetic, limited by memory, which
-    every core helps with. ``Z`` comes out by row (full, or a
-    bitmap where a column of ``W`` is empty): computing ``Z'`` and transposing
-    it gave the same bits 1.1-1.5x slower (one row through 1024x1024 and
-    4096x4096 at 90-99.9 %, ``bench/README.md``). ``full`` as in :func:`plus_times`.
+    every core helps with. The products are accumulated into a full zero
+    ``Z`` in place, SuiteSparse's dot4 method (up to four rows of ``X`` at a
+    time where ``nnz(W)`` is at least that many times the input width, else
+    one dot product at a time, :data:`gbdnn.tuning.DOT_MAX_ROWS`): one row
+    through 4096x4096 at 99.9 % took 9 us on one thread, against 33 us into
+    a new ``Z`` (dot2, each entry a loop of its own) and 13 us by
+    :func:`plus_times` (``bench/README.md``). ``full`` as in :func:`plus_times`.
     """
     if full is None:
         full = _is_full(x)
     filled = None if full else give(dense_rows(x, x.dtype.np_type), x.dtype)
-    z = _empty(wt.dtype, x.shape[0], wt.shape[0])
+    z = _zeros(wt.dtype, x.shape[0], wt.shape[0])
     _engage(_context(batch_cores()))
     try:
-        # Z(i,j) = sum_k X(i,k) W'(j,k)
-        _mxm(z, x if filled is None else filled, wt, desc=lib.GrB_DESC_T1)
+        # Z = 0 (full), then Z(i,j) += sum_k X(i,k) W'(j,k) in place
+        _mxm(z, x if filled is None else filled, wt, accumulate=True, desc=lib.GrB_DESC_T1)
     finally:
         _engage(_engaged())
     if filled is not None:

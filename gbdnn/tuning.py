@@ -36,20 +36,23 @@ call (``*_call``; per tile for the dense kernel, see
               making ``X'`` and ``Z`` (a transpose in, and one out for
               batches of more than one tile).
 ``"dot"``     :func:`gbdnn.kernels.plus_times_dot`, ``X (W')'`` as dot products
-              of rows: ``(dot_mac * b nnz(W) + dot_entry * b out) / s``, one
-              ``dot_entry`` per dot product (each row of ``W'`` is a loop of
-              its own: one row through 4096x4096 at 99.9 % took 1.8x the
-              sparse kernel's time on one thread, ``bench/README.md``);
+              of rows accumulated into a full zero result:
+              ``(dot_mac * b nnz(W) + dot_entry * b out) / s``, one
+              ``dot_entry`` per dot product;
               ``s = 1 + dot_thread_gain (t - 1)``, ``t`` the threads
               SuiteSparse gives it (:func:`dot_threads`: one per
               ``DOT_CHUNK`` entries of W and X, at most the cores the batch
-              has; two took 0.6-0.7x one's time); for batches of at most
+              has; two took 0.35-0.6x one's time); for batches of at most
               ``DOT_MAX_ROWS`` full rows (it makes sparse rows full first:
-              1.4-6.8x slower than the sparse kernel on one-row inputs with
-              50-80 % zeros). It reads W once per row, where the sparse
-              kernel's ``sparse_weight`` is once per call: one full row
-              through 4096x4096 at 99.5 % took 0.8x the sparse kernel's
-              time on one thread, 0.5x on two.
+              1.5-4.6x slower than the sparse kernel on one-row inputs with
+              50-80 % zeros), and for more than one row only where
+              ``nnz(W)`` is at least ``b in`` (else SuiteSparse computes
+              each dot product on its own, not ``b`` at a time: 2 and 4 rows
+              through 1024x1024 at 99.9 % took 2.2-2.9x the sparse kernel's
+              time). It reads W once per row, where the sparse kernel's
+              ``sparse_weight`` is once per call: one full row through
+              4096x4096 took 0.7x the sparse kernel's time on one thread at
+              99-99.9 %, 0.33-0.7x on two.
 ``"blas"``    :func:`gbdnn.kernels.plus_times_blas`, NumPy's dense BLAS:
               ``(blas_mac * b + blas_weight) * in * out``; ``blas_weight`` is
               reading the dense weight once per call, what dominates a small
@@ -123,6 +126,12 @@ FILL_MIN_ROWS = 8
 CALIBRATE_MIN_SIZE = 256
 #: Calls of one kernel in a turn of :func:`_calls_seconds`.
 CALLS_PER_TURN = 8
+#: The version of the kernels whose costs a cache holds (saved with them), and the
+#: costs each version changed: a cache of an older version lacks those, measured on
+#: the kernel they no longer describe. 2: the dot kernel accumulates into a full zero
+#: result (its cost per dot product fell 100x).
+KERNELS_VERSION = 2
+CHANGED_COSTS = {2: ("dot_mac", "dot_entry", "dot_thread_gain", "dot_call")}
 
 
 @dataclass(frozen=True)
@@ -139,15 +148,15 @@ class Costs:
     fill_entry: float = 1.3e-09
     dense_mac: float = 7.7e-11
     dense_entry: float = 3.7e-10
-    dot_mac: float = 3.4e-10
-    dot_entry: float = 4.1e-09
-    dot_thread_gain: float = 0.82
+    dot_mac: float = 4e-10
+    dot_entry: float = 3.8e-11
+    dot_thread_gain: float = 0.65
     blas_mac: float = 2e-11
     blas_weight: float = 6.6e-11
     sparse_call: float = 6.2e-06
     dense_call: float = 3.1e-05
     fill_call: float = 1.1e-05
-    dot_call: float = 5.6e-06
+    dot_call: float = 6.5e-06
     blas_call: float = 1e-05
 
     def __post_init__(self) -> None:
@@ -182,6 +191,11 @@ def current_costs() -> Costs:
     return Costs(**measured)
 
 
+def as_record(costs: Costs) -> dict[str, float | int]:
+    """``costs`` as they are cached: each field, and the ``KERNELS_VERSION`` they describe."""
+    return {**asdict(costs), "version": KERNELS_VERSION}
+
+
 def _read_cache() -> tuple[dict[str, float], str | None]:
     """The costs cached for this machine, and what is wrong with the cache (None: nothing;
     no cache at all is not a problem, just no costs)."""
@@ -194,16 +208,20 @@ def _read_cache() -> tuple[dict[str, float], str | None]:
         return {}, f"cannot read the cached costs {path} ({exc}): using the defaults"
     if not isinstance(data, dict):
         data = {}
+    version = data.get("version") if type(data.get("version")) is int else 1
+    stale = {name for v, names in CHANGED_COSTS.items() if v > version for name in names}
     measured = {
         f.name: float(data[f.name])
         for f in fields(Costs)
-        if type(data.get(f.name)) in (int, float) and 0 < data[f.name] < math.inf
+        if f.name not in stale
+        and type(data.get(f.name)) in (int, float)
+        and 0 < data[f.name] < math.inf
     }
     missing = [f.name for f in fields(Costs) if f.name not in measured]
     if missing:
         return measured, (
-            f"the cached costs {path} lack {', '.join(missing)} (missing, or not a positive "
-            "number): using their defaults"
+            f"the cached costs {path} lack {', '.join(missing)} (missing, not a positive "
+            "number, or measured on an older gbdnn's kernel): using their defaults"
         )
     return measured, None
 
@@ -257,7 +275,7 @@ def estimates(
         + (c.dot_mac * nnz_w + c.dot_entry * n_out)
         * nrows
         / (1 + c.dot_thread_gain * (dot_threads(nnz_x, nnz_w, cores) - 1))
-        if nrows <= DOT_MAX_ROWS and full
+        if nrows <= DOT_MAX_ROWS and full and (nrows == 1 or nnz_w >= nrows * n_in)
         else float("inf"),
         "blas": c.blas_call + fill + (c.blas_mac * nrows + c.blas_weight) * n_in * n_out,
     }
@@ -625,7 +643,7 @@ def calibrate(
         path = cache_path()
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(costs)))
+        tmp.write_text(json.dumps(as_record(costs)))
         os.replace(tmp, path)
         current_costs.cache_clear()
     return costs

@@ -198,8 +198,13 @@ def test_path_choice():
     # ... but not for sparse rows, which it would first make full
     assert tuning.choose("auto", 1, 2048, 4096, 4096, 4096 * 410, costs, cores=2) == "sparse"
     assert tuning.choose("auto", 2, 2 * 4096, 4096, 4096, 4096 * 205, costs, cores=2) == "dot"
-    # ... and not for four rows through sparser weights (measured: sparse 37 us, dot 129 us)
-    assert tuning.choose("auto", 4, 4 * 4096, 4096, 4096, 16777, costs, cores=2) == "sparse"
+    # ... and four rows through 4096x4096 at 99.9 % (measured: sparse 34 us, dot 27 us),
+    # but not through 1024x1024 at 99.9 %, fewer weights than 4 x 1024, where SuiteSparse
+    # computes the dot products one at a time (measured: sparse 10 us, dot 28 us)
+    assert tuning.choose("auto", 4, 4 * 4096, 4096, 4096, 16777, costs, cores=2) == "dot"
+    assert tuning.estimates(4, 4 * 1024, 1024, 1024, 1049, costs, 2)["dot"] == float("inf")
+    assert tuning.estimates(1, 1024, 1024, 1024, 1049, costs, 2)["dot"] < float("inf")
+    assert tuning.choose("auto", 4, 4 * 1024, 1024, 1024, 1049, costs, cores=2) == "sparse"
     # one row through 1024x1024 at 95 % on one thread: the sparse kernel reads W once
     # per call, the dot kernel once per row, and a lone row runs in one of the sparse
     # kernel's lanes (measured: dot 26 us, sparse 40 us)
@@ -400,7 +405,13 @@ def test_calibration_is_cached(tmp_path, monkeypatch):
         older = {k: v for k, v in dataclasses.asdict(measured).items() if k != "dot_entry"}
         tuning.cache_path().write_text(json.dumps(older))
         assert tuning.calibrate_once()
-        assert set(json.loads(tuning.cache_path().read_text())) == set(older) | {"dot_entry"}
+        cached = json.loads(tuning.cache_path().read_text())
+        assert set(cached) == set(older) | {"dot_entry", "version"}
+        assert cached["version"] == tuning.KERNELS_VERSION
+        # costs measured on a kernel that has changed since are measured again
+        tuning.cache_path().write_text(json.dumps(dict(cached, version=1)))
+        assert tuning.calibrate_once()
+        assert json.loads(tuning.cache_path().read_text())["version"] == tuning.KERNELS_VERSION
         tuning.cache_path().unlink()
         assert tuning.calibrate_once() and tuning.cache_path().is_file()
     finally:
@@ -474,7 +485,12 @@ def test_an_unreadable_or_incomplete_costs_cache_warns(tmp_path, monkeypatch):
         return tuning.current_costs()
 
     try:
+        measured["version"] = tuning.KERNELS_VERSION
         assert costs(json.dumps(measured)) == tuning.Costs(sparse_mac=1.5e-9, dot_call=2e-4)
+        # a cache of an older gbdnn, without a version: its dot kernel's costs are stale
+        unversioned = {k: v for k, v in measured.items() if k != "version"}
+        with pytest.warns(CacheWarning, match="lack dot_mac, dot_entry, dot_thread_gain, dot_c"):
+            assert costs(json.dumps(unversioned)) == tuning.Costs(sparse_mac=1.5e-9)
         older = {k: v for k, v in measured.items() if k != "sparse_weight"}  # an older gbdnn's
         with pytest.warns(CacheWarning, match="lack sparse_weight "):
             got = costs(json.dumps(older))
@@ -537,7 +553,7 @@ def test_kernel_rows_do_not_depend_on_the_batch_or_threads(dtype, density, kerne
 
 
 @pytest.mark.skipif(gbdnn.runner.available_cores() < 2, reason="needs two cores")
-def test_batch_threads_run_one_thread_and_keep_the_callers_context(capfd):
+def test_batch_threads_run_one_thread_and_keep_the_callers_context(capfd, monkeypatch):
     # gbdnn engages SuiteSparse contexts by C calls: python-graphblas's own must stay in force
     import re
 
@@ -558,8 +574,16 @@ def test_batch_threads_run_one_thread_and_keep_the_callers_context(capfd):
     def own():  # a python-graphblas call of the caller's: enough work for two threads
         x.mxm(wt.T).new()
 
+    multiply = kernels._mxm
+
+    def probed(*args, **kwargs):  # the dot kernel's product (whose method reports no
+        own()  # threads), preceded by a call that does, in the context then in force
+        multiply(*args, **kwargs)
+
     def dot():
-        kernels.plus_times_dot(x, wt)
+        with monkeypatch.context() as patch:
+            patch.setattr(kernels, "_mxm", probed)
+            kernels.plus_times_dot(x, wt)
 
     assert threads(own) == [2]
     with kernels.batch_threads(2):

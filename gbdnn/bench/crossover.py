@@ -33,7 +33,7 @@ import numpy as np
 from ..envinfo import environment
 from ..errors import ParameterError
 from ..runner import available_cores, is_positive_int
-from ..tuning import current_costs
+from ..tuning import as_record, current_costs
 from .peers import (
     DENSE_PEERS,
     KERNEL_CHECKS,
@@ -358,7 +358,7 @@ def run_grid(
                 "environment": env,
                 "blas": blas_name(),
                 "grid": asdict(grid),
-                "kernel_costs": asdict(current_costs()),  # the automatic choice's
+                "kernel_costs": as_record(current_costs()),  # the automatic choice's
                 "rows": rows,
                 "crossovers": crossovers(rows),
                 "kernel_choice": kernel_choice(rows),
