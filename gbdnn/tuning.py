@@ -42,13 +42,13 @@ call (``*_call``; per tile for the dense kernel, see
               ``s = 1 + dot_thread_gain (t - 1)``, ``t`` the threads
               SuiteSparse gives it (:func:`dot_threads`: one per
               ``DOT_CHUNK`` entries of W and X, at most the cores the batch
-              has; two took 0.35-0.6x one's time); for batches of at most
+              has; two took 0.5-0.7x one's time); for batches of at most
               ``DOT_MAX_ROWS`` full rows (it makes sparse rows full first:
               1.5-4.6x slower than the sparse kernel on one-row inputs with
               50-80 % zeros), and for more than one row only where
               ``nnz(W)`` is at least ``b in`` (else SuiteSparse computes
               each dot product on its own, not ``b`` at a time: 2 and 4 rows
-              through 1024x1024 at 99.9 % took 2.2-2.9x the sparse kernel's
+              through 1024x1024 at 99.9 % took 2.1-2.9x the sparse kernel's
               time). It reads W once per row, where the sparse kernel's
               ``sparse_weight`` is once per call: one full row through
               4096x4096 took 0.7x the sparse kernel's time on one thread at
@@ -115,7 +115,9 @@ KERNELS = ("sparse", "dense", "dot", "blas")
 PATHS = ("auto", *KERNELS)
 #: The dot kernel is for batches of at most this many rows: it computes every one
 #: of the ``b x out`` dot products, stored weights or not (64 rows through a
-#: 1024x1024 layer at 99.9 % sparsity took 3x the sparse kernel's time).
+#: 1024x1024 layer at 99.9 % sparsity took 11x the sparse kernel's product; 16 rows
+#: through 4096x4096 at 90-99.9 % 1.5-2.1x the faster of the sparse and dense
+#: kernels, on two cores; 8 rows 0.74-0.97x, but 3.7x through 1024x1024 at 99.9 %).
 DOT_MAX_ROWS = 4
 #: The sparse kernel makes a sparse X full first only for batches of at least this many
 #: rows: a product of a few full rows reads all of W per call, which the full-X costs,
