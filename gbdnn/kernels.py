@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+import sys
 import threading
 from collections import OrderedDict
 from typing import NamedTuple
@@ -68,6 +69,12 @@ DOT_CHUNK = 32768
 ALIGNMENT = 64
 #: Bytes of work arrays each thread keeps for reuse (:func:`recycle`).
 RECYCLE_BYTES = 4 << 20
+#: :func:`aligned_empty` asks Linux for huge pages (``madvise``) for arrays of at
+#: least this many bytes, as NumPy does for its own: a fresh 32 MB array was
+#: filled in 13.9 ms on 4 KB pages (8192 page faults), 2.7 ms by NumPy's.
+HUGE_PAGE_MIN_BYTES = 4 << 20
+HUGE_PAGE = 2 << 20
+MADV_HUGEPAGE = 14
 #: :func:`_zeros` copies a full zero matrix of at most this many bytes from one the
 #: thread keeps (``GrB_Matrix_dup``): 1.1-1.5 us less than handing over a new NumPy
 #: array, from one row through a 1024-wide FP32 layer to 64 rows (4-256 KB);
@@ -96,16 +103,25 @@ class _ThreadState(threading.local):
 _LOCAL = _ThreadState()
 
 
-def _posix_memalign():
+def _libc_function(name: str, *argtypes):
+    """The C library's function ``name``, or None where there is none (Windows)."""
     try:
-        memalign = ctypes.CDLL(None).posix_memalign
-    except (OSError, TypeError, AttributeError):  # no POSIX C library (Windows)
+        function = getattr(ctypes.CDLL(None), name)
+    except (OSError, TypeError, AttributeError):
         return None
-    memalign.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t, ctypes.c_size_t]
-    return memalign
+    function.argtypes = list(argtypes)
+    return function
 
 
-_MEMALIGN = _posix_memalign()
+_MEMALIGN = _libc_function(
+    "posix_memalign", ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t, ctypes.c_size_t
+)
+# (MADV_HUGEPAGE is Linux's)
+_MADVISE = (
+    _libc_function("madvise", ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    if sys.platform == "linux"
+    else None
+)
 
 
 def aligned_empty(nrows: int, ncols: int, dtype: np.dtype) -> np.ndarray:
@@ -116,9 +132,10 @@ def aligned_empty(nrows: int, ncols: int, dtype: np.dtype) -> np.ndarray:
     only; ``bench/README.md``). The memory comes from ``posix_memalign`` and
     is owned by the array (freed by ``free``, as SuiteSparse frees what it
     is given), so :func:`give` hands it to SuiteSparse without a copy.
-    Without ``posix_memalign`` (not POSIX): ``numpy.empty``. An array of the
-    same shape and dtype that this thread gave back by :func:`recycle` is
-    reused first.
+    Without ``posix_memalign`` (not POSIX): ``numpy.empty``. Arrays of at
+    least ``HUGE_PAGE_MIN_BYTES`` start on a huge page and ask Linux for huge
+    pages. An array of the same shape and dtype that this thread gave back by
+    :func:`recycle` is reused first.
     """
     dtype = np.dtype(dtype)
     kept = _recycled()
@@ -134,9 +151,13 @@ def aligned_empty(nrows: int, ncols: int, dtype: np.dtype) -> np.ndarray:
     if _MEMALIGN is None:
         return np.empty((nrows, ncols), dtype)
     size = nrows * ncols
+    nbytes = max(size * dtype.itemsize, 1)
+    huge = nbytes >= HUGE_PAGE_MIN_BYTES and _MADVISE is not None
     pointer = ctypes.c_void_p()
-    if _MEMALIGN(ctypes.byref(pointer), ALIGNMENT, max(size * dtype.itemsize, 1)):
+    if _MEMALIGN(ctypes.byref(pointer), HUGE_PAGE if huge else ALIGNMENT, nbytes):
         raise MemoryError(f"cannot allocate a {nrows} x {ncols} {dtype} tile")
+    if huge:  # as NumPy does for its large arrays; a kernel without them ignores it
+        _MADVISE(pointer.value, nbytes, MADV_HUGEPAGE)
     return claim_buffer_2d(ffi, ffi.cast("void*", pointer.value), size, nrows, ncols, dtype, True)
 
 

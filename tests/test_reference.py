@@ -615,6 +615,22 @@ def test_tiles_fit_the_cache_and_are_aligned():
     assert m.nvals == 4096 * 64 and not a.flags.owndata
 
 
+def test_large_work_arrays_ask_for_huge_pages(monkeypatch):
+    # posix_memalign's memory is not NumPy's, which asks for huge pages itself
+    from gbdnn import kernels
+
+    calls = []
+    monkeypatch.setattr(kernels, "_MADVISE", lambda *args: calls.append(args) or 0)
+    big = kernels.aligned_empty(1023, 1029, np.float64)  # 8.4 MB, never one kept for reuse
+    small = kernels.aligned_empty(61, 1029, np.float64)
+    assert big.ctypes.data % kernels.HUGE_PAGE == 0 and small.ctypes.data % kernels.ALIGNMENT == 0
+    assert calls == [(big.ctypes.data, big.nbytes, kernels.MADV_HUGEPAGE)]
+    big[...] = 2.0  # writable, and SuiteSparse takes it over and frees it as any other
+    m = kernels.give(big, gb.dtypes.FP64)
+    assert m.reduce_scalar().new().value == 2.0 * 1023 * 1029
+    kernels.release(m)
+
+
 def test_tiles_without_posix_memalign(monkeypatch):
     from gbdnn import kernels
 
