@@ -36,7 +36,7 @@ def _picked(run) -> Counter:
 
     def spy(*args, **kwargs):
         kind = choose(*args, **kwargs)
-        if "cores" in kwargs:  # a product's choice (not the runner's estimate)
+        if "spread" in kwargs:  # a product's choice (not the runner's estimate)
             kinds[kind] += 1
         return kind
 

@@ -57,14 +57,6 @@ TRANSPOSE_STRIP_COLUMNS = 256
 #: (16 x 1024 FP32 or 8 x 1024 FP64, 20-50 % stored: 8-9 us, SuiteSparse's reduction
 #: 16-20 us); smaller ones by SuiteSparse (8 x 1024 FP32: 4.1-4.7 against 7.5 us).
 BITMAP_SUM_MIN_BYTES = 1 << 16
-#: SuiteSparse gives a call one thread per this many entries of its operands (its
-#: ``chunk``), at most the threads of gbdnn's context; only the dot kernel runs on
-#: more than one. SuiteSparse's default, 65536, left one row through 4096x4096 at
-#: 99.5 % (88 thousand entries) on one thread: 50 us, 30-42 us on two, the same bits.
-#: Smaller products lost on two threads in the grid (one row through 1024x1024 at
-#: 98-99 %, 11-22 thousand entries, with a chunk of 2048: 1.2-1.6x the sparse
-#: kernel's time; ``bench/README.md``).
-DOT_CHUNK = 32768
 #: Byte alignment of the dense kernel's tiles (one AVX-512 vector, one cache line).
 ALIGNMENT = 64
 #: Bytes of work arrays each thread keeps for reuse (:func:`recycle`).
@@ -92,10 +84,10 @@ class _ThreadState(threading.local):
     reading it outside :func:`batch_threads` raises nothing (``getattr`` with a
     default on a missing thread-local attribute: 0.3 us)."""
 
-    cores = 0  # the cores of the batch running on this thread, 0 outside one
+    inside = False  # whether this thread is running a batch (:func:`batch_threads`)
 
     def __init__(self) -> None:
-        self.contexts: dict[int, Context] = {}
+        self.context: Context | None = None  # its one-thread context, made on first use
         self.recycled: OrderedDict[tuple, list[np.ndarray]] = OrderedDict()
         self.zeros: OrderedDict[tuple, Matrix] = OrderedDict()
 
@@ -227,12 +219,11 @@ def transpose_into(out: np.ndarray, a: np.ndarray) -> None:
             out[j : j + step, i : i + step] = a[i : i + step, j : j + step].T
 
 
-def _context(nthreads: int) -> Context:
-    """This thread's SuiteSparse context with ``nthreads`` threads, made once."""
-    contexts = _LOCAL.contexts
-    if nthreads not in contexts:
-        contexts[nthreads] = Context(engage=False, stack=False, nthreads=nthreads, chunk=DOT_CHUNK)
-    return contexts[nthreads]
+def _one_thread() -> Context:
+    """This thread's SuiteSparse context with one thread, made once."""
+    if _LOCAL.context is None:
+        _LOCAL.context = Context(engage=False, stack=False, nthreads=1)
+    return _LOCAL.context
 
 
 def _engage(context: Context) -> None:
@@ -240,55 +231,41 @@ def _engage(context: Context) -> None:
 
     python-graphblas's ``Context.engage`` and ``disengage`` cost 3 us each
     (its own bookkeeping of the contexts engaged), the C call 0.3 us. gbdnn
-    engages its contexts only around its own calls and then engages again
-    what python-graphblas has engaged for the thread (:func:`_engaged`), so
-    python-graphblas's bookkeeping stays true.
+    engages its context only around its own calls and then engages again
+    what python-graphblas has engaged for the thread, so python-graphblas's
+    bookkeeping stays true.
     """
     check_status(lib.GxB_Context_engage(context._carg), context)
 
 
-def _engaged() -> Context:
-    """The context this thread's GraphBLAS calls run in outside gbdnn's own calls.
-
-    Inside :func:`batch_threads`, its one-thread context; elsewhere, the one
-    python-graphblas has engaged for the thread (the global one by default).
-    """
-    return _context(1) if _LOCAL.cores else threadlocal.context
-
-
-class batch_threads:  # lower case: used like a function, ``with batch_threads(cores):``
+class batch_threads:  # lower case: used like a function, ``with batch_threads():``
     """Run this thread's GraphBLAS calls inside the block on one thread each.
 
-    ``cores`` is how many cores the batch has to itself (all of them when
-    the input is one batch): :func:`plus_times_dot`, whose result does not
-    depend on the thread count, spreads over them. The contexts are made
-    once per thread and engaged for the block (re-entrant: an inner block
-    keeps the outer one's setting); passing ``nthreads=1`` to every call
-    instead builds a new descriptor each time, 75 us per call, most of a
-    one-row product (``bench/README.md``). A class, not a generator: 3 us
-    less per batch.
+    gbdnn runs batches in parallel instead (:mod:`gbdnn.runner`). SuiteSparse's
+    own threads help a product of a few rows only while they spin between
+    calls: one row through 4096x4096 at 99 % took 56 us on two threads, 89
+    on one, back to back; but after 15 ms or more of idleness, as a service
+    answering single requests runs, 6-8 ms on two (its two threads landed on
+    one core, the caller spinning at the join while the other waited its turn
+    for a scheduler tick) against 0.3 ms on one (``bench/README.md``). The
+    context is made once per thread and engaged for the block (re-entrant:
+    an inner block keeps the outer one's setting); passing ``nthreads=1`` to
+    every call instead builds a new descriptor each time, 75 us per call, most
+    of a one-row product. A class, not a generator: 3 us less per batch.
     """
 
-    __slots__ = ("_cores", "_outer")
-
-    def __init__(self, cores: int = 1) -> None:
-        self._cores = max(1, int(cores))
+    __slots__ = ("_outer",)
 
     def __enter__(self) -> None:
-        self._outer = _LOCAL.cores
+        self._outer = _LOCAL.inside
         if not self._outer:
-            _LOCAL.cores = self._cores
-            _engage(_context(1))
+            _LOCAL.inside = True
+            _engage(_one_thread())
 
     def __exit__(self, *exc: object) -> None:
         if not self._outer:
-            _LOCAL.cores = 0
+            _LOCAL.inside = False
             _engage(threadlocal.context)  # python-graphblas's, as outside the block
-
-
-def batch_cores() -> int:
-    """Cores the current batch has to itself (1 outside :func:`batch_threads`)."""
-    return _LOCAL.cores or 1
 
 
 def nvals(m: Matrix) -> int:
@@ -656,30 +633,24 @@ def plus_times_dot(x: Matrix, wt: Matrix, *, full: bool | None = None) -> Matrix
     """Return ``Z = X W`` for a few rows, as dot products ``Z = X (W')'``.
 
     ``wt`` is ``W'`` (stored by row); ``X`` is made full. Each ``Z(i,j)`` is
-    the dot product of row ``i`` of ``X`` with row ``j`` of ``W'``, summed by
-    one thread in the order of that row, so a row's result depends neither
-    on the batch nor on the thread count. SuiteSparse spreads the rows of
-    ``W'`` over the cores the batch has (:func:`batch_threads`), one thread
-    per ``DOT_CHUNK`` entries of ``X`` and ``W``: a product of one or two
-    rows reads all of ``W`` for little arithmetic, limited by memory, which
-    every core helps with. The products are accumulated into a full zero
-    ``Z`` in place, SuiteSparse's dot4 method (up to four rows of ``X`` at a
-    time where ``nnz(W)`` is at least that many times the input width, else
-    one dot product at a time, :data:`gbdnn.tuning.DOT_MAX_ROWS`): one row
-    through 4096x4096 at 99.9 % took 9 us on one thread, against 33 us into
-    a new ``Z`` (dot2, each entry a loop of its own) and 13 us by
-    :func:`plus_times` (``bench/README.md``). ``full`` as in :func:`plus_times`.
+    the dot product of row ``i`` of ``X`` with row ``j`` of ``W'``, summed in
+    the order of that row, so a row's result does not depend on the batch.
+    The products are accumulated into a full zero ``Z`` in place,
+    SuiteSparse's dot4 method (up to four rows of ``X`` at a time where
+    ``nnz(W)`` is at least that many times the input width, else one dot
+    product at a time, :data:`gbdnn.tuning.DOT_MAX_ROWS`): one row through
+    4096x4096 at 99.9 % took 9 us, against 33 us into a new ``Z`` (dot2, each
+    entry a loop of its own) and 13 us by :func:`plus_times`
+    (``bench/README.md``). Like every kernel it runs on the threads of the
+    context engaged (one in a batch, :func:`batch_threads`). ``full`` as in
+    :func:`plus_times`.
     """
     if full is None:
         full = _is_full(x)
     filled = None if full else give(dense_rows(x, x.dtype.np_type), x.dtype)
     z = _zeros(wt.dtype, x.shape[0], wt.shape[0])
-    _engage(_context(batch_cores()))
-    try:
-        # Z = 0 (full), then Z(i,j) += sum_k X(i,k) W'(j,k) in place
-        _mxm(z, x if filled is None else filled, wt, accumulate=True, desc=lib.GrB_DESC_T1)
-    finally:
-        _engage(_engaged())
+    # Z = 0 (full), then Z(i,j) += sum_k X(i,k) W'(j,k) in place
+    _mxm(z, x if filled is None else filled, wt, accumulate=True, desc=lib.GrB_DESC_T1)
     if filled is not None:
         recycle(_take(filled))
     return z

@@ -204,7 +204,6 @@ class Product:
             nnz_x,
             *self._dims,
             kernels=self._kernels,
-            cores=kernels.batch_cores(),
             spread=self._spread,
         )
         n_in, _, nnz_w = self._dims

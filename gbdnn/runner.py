@@ -4,9 +4,7 @@ The rows of the input are cut into batches; each batch is converted to
 GraphBLAS, pushed through every stage and written into the result, so memory
 is bounded by ``threads`` batches in flight plus the result itself. Batches run
 in a thread pool (GraphBLAS releases the GIL), each GraphBLAS call on one
-thread (:func:`gbdnn.kernels.batch_threads`); a batch that runs alone (small
-inputs run batch after batch) has every core to itself, which only the kernels
-whose sums do not depend on the thread count use. A row's result does not
+thread (:func:`gbdnn.kernels.batch_threads`). A row's result does not
 depend on the other rows of its batch: with a fixed kernel (see
 :mod:`gbdnn.tuning`) results are bit-identical for any ``batch_size`` and
 ``threads``.
@@ -108,8 +106,8 @@ def run(
     ``row_seconds()`` estimates the work of one row (asked only for inputs of
     more than one row): an input with less than
     ``PARALLEL_MIN_SECONDS`` of work in all runs on one thread, batch after
-    batch (one batch unless ``batch_size`` asks for more), each batch with
-    every core to itself, where batch threads would cost more than they save.
+    batch (one batch unless ``batch_size`` asks for more), where batch threads
+    would cost more than they save.
     """
     family = family_of(x, "X")
     if output not in _OUTPUTS:
@@ -130,14 +128,12 @@ def run(
 
     workers = 1 if nrows <= 1 or nrows * row_seconds() < PARALLEL_MIN_SECONDS else threads
     batches = plan_batches(nrows, batch_size, workers)
-    # a batch that runs alone has every core to itself
-    cores = threads if workers == 1 or len(batches) == 1 else 1
     dense = np.zeros((nrows, out_features), vtype.numpy) if out_family == "numpy" else None
     bar = tqdm(total=nrows, unit="row", leave=False) if progress else None
 
     def one_batch(bounds: tuple[int, int]) -> Matrix | None:
         start, stop = bounds
-        with batch_threads(cores):
+        with batch_threads():
             z = to_matrix(row_slice(x, start, stop), vtype, "X", check_finite=check_finite)
             for stage in stages:
                 out = stage(z)

@@ -37,12 +37,9 @@ call (``*_call``; per tile for the dense kernel, see
               batches of more than one tile).
 ``"dot"``     :func:`gbdnn.kernels.plus_times_dot`, ``X (W')'`` as dot products
               of rows accumulated into a full zero result:
-              ``(dot_mac * b nnz(W) + dot_entry * b out) / s``, one
-              ``dot_entry`` per dot product;
-              ``s = 1 + dot_thread_gain (t - 1)``, ``t`` the threads
-              SuiteSparse gives it (:func:`dot_threads`: one per
-              ``DOT_CHUNK`` entries of W and X, at most the cores the batch
-              has; two took 0.5-0.7x one's time); for batches of at most
+              ``dot_mac * b nnz(W) + dot_entry * b out``, one ``dot_entry``
+              per dot product, on one thread like every kernel (see
+              :class:`gbdnn.kernels.batch_threads`); for batches of at most
               ``DOT_MAX_ROWS`` full rows (it makes sparse rows full first:
               1.5-4.6x slower than the sparse kernel on one-row inputs with
               50-80 % zeros), and for more than one row only where
@@ -51,8 +48,7 @@ call (``*_call``; per tile for the dense kernel, see
               through 1024x1024 at 99.9 % took 2.1-2.9x the sparse kernel's
               time). It reads W once per row, where the sparse kernel's
               ``sparse_weight`` is once per call: one full row through
-              4096x4096 took 0.7x the sparse kernel's time on one thread at
-              99-99.9 %, 0.33-0.7x on two.
+              4096x4096 took 0.7x the sparse kernel's time at 99-99.9 %.
 ``"blas"``    :func:`gbdnn.kernels.plus_times_blas`, NumPy's dense BLAS:
               ``(blas_mac * b + blas_weight) * in * out``; ``blas_weight`` is
               reading the dense weight once per call, what dominates a small
@@ -102,7 +98,6 @@ from graphblas import Matrix
 
 from .errors import CacheWarning, ParameterError
 from .kernels import (
-    DOT_CHUNK,
     batch_threads,
     padded_width,
     plus_times,
@@ -117,7 +112,8 @@ PATHS = ("auto", *KERNELS)
 #: of the ``b x out`` dot products, stored weights or not (64 rows through a
 #: 1024x1024 layer at 99.9 % sparsity took 11x the sparse kernel's product; 16 rows
 #: through 4096x4096 at 90-99.9 % 1.5-2.1x the faster of the sparse and dense
-#: kernels, on two cores; 8 rows 0.74-0.97x, but 3.7x through 1024x1024 at 99.9 %).
+#: kernels, the dot kernel then on two threads; 8 rows 0.74-0.97x, but 3.7x through
+#: 1024x1024 at 99.9 %).
 DOT_MAX_ROWS = 4
 #: The sparse kernel makes a sparse X full first only for batches of at least this many
 #: rows: a product of a few full rows reads all of W per call, which the full-X costs,
@@ -133,14 +129,13 @@ CALLS_PER_TURN = 8
 #: the kernel they no longer describe. 2: the dot kernel accumulates into a full zero
 #: result (its cost per dot product fell 100x).
 KERNELS_VERSION = 2
-CHANGED_COSTS = {2: ("dot_mac", "dot_entry", "dot_thread_gain", "dot_call")}
+CHANGED_COSTS = {2: ("dot_mac", "dot_entry", "dot_call")}
 
 
 @dataclass(frozen=True)
 class Costs:
     """Wall seconds per call and per unit of work of each kernel, every worker busy
-    (as in predict); ``dot_thread_gain`` is what each thread of the dot kernel
-    past the first adds to its speed (1: each as fast as the first)."""
+    (as in predict)."""
 
     sparse_mac: float = 6.3e-10
     sparse_out: float = 1.6e-08
@@ -152,7 +147,6 @@ class Costs:
     dense_entry: float = 3.7e-10
     dot_mac: float = 4e-10
     dot_entry: float = 3.8e-11
-    dot_thread_gain: float = 0.65
     blas_mac: float = 2e-11
     blas_weight: float = 6.6e-11
     sparse_call: float = 6.2e-06
@@ -255,13 +249,11 @@ def estimates(
     n_out: int,
     nnz_w: int,
     costs: Costs | None = None,
-    cores: int = 1,
     spread: float | None = None,
 ) -> dict[str, float]:
     """Modelled seconds of each kernel for one product (see the module documentation).
 
-    ``cores``: how many cores the batch has; the dot kernel's work is spread over
-    them. ``spread``: entries of Z per multiply-add of the sparse kernel, as last
+    ``spread``: entries of Z per multiply-add of the sparse kernel, as last
     seen on this layer (None: not seen, counted as 0).
     """
     c = costs or current_costs()
@@ -273,20 +265,11 @@ def estimates(
         "dense": c.dense_call * tiles
         + fill
         + (c.dense_mac * nnz_w + c.dense_entry * (n_in + n_out)) * padded_width(nrows),
-        "dot": c.dot_call
-        + (c.dot_mac * nnz_w + c.dot_entry * n_out)
-        * nrows
-        / (1 + c.dot_thread_gain * (dot_threads(nnz_x, nnz_w, cores) - 1))
+        "dot": c.dot_call + (c.dot_mac * nnz_w + c.dot_entry * n_out) * nrows
         if nrows <= DOT_MAX_ROWS and full and (nrows == 1 or nnz_w >= nrows * n_in)
         else float("inf"),
         "blas": c.blas_call + fill + (c.blas_mac * nrows + c.blas_weight) * n_in * n_out,
     }
-
-
-def dot_threads(nnz_x: int, nnz_w: int, cores: int) -> int:
-    """The threads SuiteSparse gives the dot kernel: one per ``DOT_CHUNK`` entries of
-    ``X`` and ``W``, at least one, at most ``cores``."""
-    return max(1, min(cores, (nnz_w + nnz_x) // DOT_CHUNK))
 
 
 def _sparse_seconds(
@@ -346,20 +329,19 @@ def choose(
     costs: Costs | None = None,
     *,
     kernels: tuple[str, ...] = KERNELS,
-    cores: int = 1,
     spread: float | None = None,
 ) -> str:
     """The kernel (one of ``KERNELS``) for one product.
 
     ``kernels`` limits the choice (integer layers have no BLAS kernel);
-    ``cores`` and ``spread`` are passed to :func:`estimates`.
+    ``spread`` is passed to :func:`estimates`.
     """
     if path in kernels:
         return path
     if path != "auto":
         raise ParameterError(f"path {path!r} is not one of this layer's kernels {kernels}")
     costs = costs or current_costs()
-    return _cheapest(nrows, nnz_x, n_in, n_out, nnz_w, costs, kernels, cores, spread)
+    return _cheapest(nrows, nnz_x, n_in, n_out, nnz_w, costs, kernels, spread)
 
 
 @lru_cache(maxsize=4096)
@@ -371,12 +353,11 @@ def _cheapest(
     nnz_w: int,
     costs: Costs,
     kernels: tuple[str, ...],
-    cores: int,
     spread: float | None,
 ) -> str:
     """The kernel of least estimate, remembered: a layer asks the same question for
     every batch of the same shape, and the estimate was a tenth of a one-row call."""
-    estimate = estimates(nrows, nnz_x, n_in, n_out, nnz_w, costs, cores, spread)
+    estimate = estimates(nrows, nnz_x, n_in, n_out, nnz_w, costs, spread)
     return min(kernels, key=estimate.__getitem__)
 
 
@@ -442,13 +423,13 @@ def _gustavson_costs(batches, weights) -> tuple[float, float]:
     return float(max(mac, 1e-14)), float(max(out, 1e-14))
 
 
-def _call_seconds(kernel, x, cores: int, repeats: int = 300) -> float:
+def _call_seconds(kernel, x, repeats: int = 300) -> float:
     """Median wall seconds of one call on this thread, as a one-batch input runs."""
-    return _calls_seconds({"call": (kernel, x, cores)}, repeats)["call"]
+    return _calls_seconds({"call": (kernel, x)}, repeats)["call"]
 
 
 def _calls_seconds(calls: dict, repeats: int = 300) -> dict[str, float]:
-    """:func:`_call_seconds` of each ``name: (kernel, x, cores)`` of ``calls``, the
+    """:func:`_call_seconds` of each ``name: (kernel, x)`` of ``calls``, the
     calls taken in turns.
 
     The costs derived from differences of these times are measured together, so
@@ -460,11 +441,11 @@ def _calls_seconds(calls: dict, repeats: int = 300) -> dict[str, float]:
     one-row input calls the same kernel again and again, with its data in cache
     (the dense kernel's first call took 1.3x as long).
     """
-    timed = {name: (_freeing(kernel), x, cores) for name, (kernel, x, cores) in calls.items()}
+    timed = {name: (_freeing(kernel), x) for name, (kernel, x) in calls.items()}
     times: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(-(-repeats // (CALLS_PER_TURN - 1))):
-        for name, (kernel, x, cores) in timed.items():
-            with batch_threads(cores):
+        for name, (kernel, x) in timed.items():
+            with batch_threads():
                 for _ in range(CALLS_PER_TURN):
                     start = time.perf_counter()
                     kernel(x)
@@ -493,9 +474,7 @@ def calibrate(
     work is negligible, on the calling thread (small inputs run as one batch
     there). The dot kernel, for a few rows only, and the sparse kernel's
     reading of ``W`` are measured as one row alone through 1024-wide weights
-    5 % and 0.2 % dense, whatever ``size``, on one thread; the dot kernel
-    once more through a 20 % dense one on one thread and on the threads it
-    gets with every core (what more threads gain).
+    5 % and 0.2 % dense, whatever ``size``.
 
     Parameters
     ----------
@@ -547,14 +526,14 @@ def calibrate(
     # the terms. The multiply-adds with every worker busy, as the other kernels' work.
     terms = [[rows * weights.nvals, rows * 2 * size] for weights in (wm, few_per_row)]
     seconds = [
-        _call_seconds(lambda x, w=weights: kernels.plus_times(x, w), full[0], threads, repeats=50)
+        _call_seconds(lambda x, w=weights: kernels.plus_times(x, w), full[0], repeats=50)
         for weights in (wm, few_per_row)
     ]
     sparse_full_entry = max(np.linalg.solve(terms, seconds)[1], 1e-14)
     # the work of a full row, less reading W once per call: one row against `rows` rows,
     # as a small input runs, alone (with every worker busy memory bounds both alike)
     row_alone, batch_alone = (
-        _call_seconds(lambda x: kernels.plus_times(x, wm), x, threads, repeats=repeats)
+        _call_seconds(lambda x: kernels.plus_times(x, wm), x, repeats=repeats)
         for x, repeats in ((batch(1, 1), 300), (full[0], 20))
     )
     # with the fixed cost, taken off below
@@ -572,7 +551,7 @@ def calibrate(
     fill_entry = _seconds(fill, relu_out) / (rows * size)
     # the dense kernel's moving of X' and Z: its time on an empty weight, less the fixed cost
     empty = kernels.sparse_format(gb.Matrix(wt.dtype, size, size))
-    moving = _call_seconds(lambda x: kernels.plus_times_dense(x, empty), full[0], threads)
+    moving = _call_seconds(lambda x: kernels.plus_times_dense(x, empty), full[0])
     moved = padded_width(rows) * 2 * size  # padded rows x (in + out), as in estimates
     # (blas_mac * b + blas_weight) * size^2 at b = rows and b = 1
     many, one = (
@@ -585,44 +564,30 @@ def calibrate(
     tiny = batch(1, 1)
     w, wm, wt, _ = weight(0.02)
     one_row = {
-        "sparse": (lambda x: kernels.plus_times(x, wm), tiny, threads),
-        "dense": (lambda x: kernels.plus_times_dense(x, wt), tiny, threads),
-        "dot": (lambda x: kernels.plus_times_dot(x, wt), tiny, threads),
-        "blas": (lambda x: kernels.plus_times_blas(x, w), tiny, threads),
-        "fill": (fill, batch(1, 0.3), threads),
+        "sparse": (lambda x: kernels.plus_times(x, wm), tiny),
+        "dense": (lambda x: kernels.plus_times_dense(x, wt), tiny),
+        "dot": (lambda x: kernels.plus_times_dot(x, wt), tiny),
+        "blas": (lambda x: kernels.plus_times_blas(x, w), tiny),
+        "fill": (fill, batch(1, 0.3)),
     }
     # a few rows, where the dot kernel competes with the sparse one: one row alone, as a
     # one-row input runs, through 1024-wide weights 5 % and 0.2 % dense (held in cache)
     # on one thread: dot_mac nnz(W) + dot_entry out, and the sparse kernel's reading of
-    # W for one row (2048-wide weights, out of cache, misjudged the two); the dot kernel
-    # through a 20 % dense one on one thread and on the threads SuiteSparse gives it
-    # with every core: what each thread past the first adds, between none and as much
-    # as the first
+    # W for one row (2048-wide weights, out of cache, misjudged the two)
     size = 1024
     row = batch(1, 1)
     _, mid, mid_t, mid_nnz = weight(0.05)
     low_t, low_nnz = weight(0.002)[2:]
-    dense_t, dense_nnz = weight(0.2)[2:]
-    spread = dot_threads(size, dense_nnz, threads)
     one_row |= {
-        "dot_mid": (lambda x: kernels.plus_times_dot(x, mid_t), row, 1),
-        "dot_low": (lambda x: kernels.plus_times_dot(x, low_t), row, 1),
-        "sparse_row": (lambda x: kernels.plus_times(x, mid), row, threads),
+        "dot_mid": (lambda x: kernels.plus_times_dot(x, mid_t), row),
+        "dot_low": (lambda x: kernels.plus_times_dot(x, low_t), row),
+        "sparse_row": (lambda x: kernels.plus_times(x, mid), row),
     }
-    if spread > 1:
-        one_row |= {
-            f"dot_dense_{cores}": (lambda x: kernels.plus_times_dot(x, dense_t), row, cores)
-            for cores in (1, threads)
-        }
     t = _calls_seconds(one_row)
     calls = {kernel: t[kernel] for kernel in ("sparse", "dense", "dot", "blas", "fill")}
     dense_entry = max(moving - calls["dense"], 1e-12) / moved
     dot_mac = max(t["dot_mid"] - t["dot_low"], 1e-14) / (mid_nnz - low_nnz)
     dot_entry = max(t["dot_low"] - calls["dot"] - dot_mac * low_nnz, 1e-14) / size
-    dot_thread_gain = Costs.dot_thread_gain
-    if spread > 1:
-        alone, spread_out = (t[f"dot_dense_{cores}"] - calls["dot"] for cores in (1, threads))
-        dot_thread_gain = min(max((alone / max(spread_out, 1e-14) - 1) / (spread - 1), 0.0), 1.0)
     sparse_row = t["sparse_row"] - calls["sparse"]
     sparse_row -= sparse_full_mac * mid_nnz + sparse_full_entry * 2 * size
     costs = Costs(
@@ -636,7 +601,6 @@ def calibrate(
         dense_entry=dense_entry,
         dot_mac=dot_mac,
         dot_entry=dot_entry,
-        dot_thread_gain=float(dot_thread_gain),
         blas_mac=blas_mac,
         blas_weight=max(one - blas_mac, 1e-14),
         **{f"{kernel}_call": seconds for kernel, seconds in calls.items()},

@@ -255,7 +255,6 @@ def test_kernel_picks_replays_the_automatic_choice(tmp_path, tiny):
 
     from gbdnn import tuning
     from gbdnn.bench.crossover import _data
-    from gbdnn.runner import available_cores
 
     grid = dataclasses.replace(
         tiny,
@@ -269,15 +268,9 @@ def test_kernel_picks_replays_the_automatic_choice(tmp_path, tiny):
         shape, batch, activation, sparsity = r["point"]
         n_in, n_out = (int(v) for v in shape.split("x"))
         w, x = _data((n_in, n_out), batch, sparsity, activation, grid.seed)
-        # three rows are one batch with every core: the cost model's own answer
+        # three rows are one batch: the cost model's own answer
         expected = tuning.choose(
-            "auto",
-            batch,
-            np.count_nonzero(x),
-            n_in,
-            n_out,
-            np.count_nonzero(w),
-            cores=available_cores(),
+            "auto", batch, np.count_nonzero(x), n_in, n_out, np.count_nonzero(w)
         )
         assert r["picked"] == {expected: 1}
         assert r["ratio"] > 0 and r["by"] == (

@@ -4,6 +4,7 @@ import dataclasses
 import functools
 import itertools
 import json
+import warnings
 
 import graphblas as gb
 import numpy as np
@@ -192,38 +193,28 @@ def test_path_choice():
     # the crossover (77-81 % sparse in the default grid): BLAS
     assert tuning.choose("auto", 64, 64 * 4096, 4096, 4096, 4096 * 205, costs) == "dense"
     assert tuning.choose("auto", 64, 64 * 4096, 4096, 4096, 4096 * 1229, costs) == "blas"
-    # one or two dense rows: dot products when the batch has two cores for them (a
-    # one-batch input has every core), else the sparse kernel accumulating into full
-    assert tuning.choose("auto", 1, 4096, 4096, 4096, 4096 * 410, costs, cores=2) == "dot"
+    # one or two dense rows: dot products (measured, one row through 4096x4096 at 90 %:
+    # dot 0.97 ms, sparse 1.3 ms)
+    assert tuning.choose("auto", 1, 4096, 4096, 4096, 4096 * 410, costs) == "dot"
     # ... but not for sparse rows, which it would first make full
-    assert tuning.choose("auto", 1, 2048, 4096, 4096, 4096 * 410, costs, cores=2) == "sparse"
-    assert tuning.choose("auto", 2, 2 * 4096, 4096, 4096, 4096 * 205, costs, cores=2) == "dot"
+    assert tuning.choose("auto", 1, 2048, 4096, 4096, 4096 * 410, costs) == "sparse"
+    assert tuning.choose("auto", 2, 2 * 4096, 4096, 4096, 4096 * 205, costs) == "dot"
     # ... and four rows through 4096x4096 at 99.9 % (measured: sparse 34 us, dot 27 us),
     # but not through 1024x1024 at 99.9 %, fewer weights than 4 x 1024, where SuiteSparse
     # computes the dot products one at a time (measured: sparse 10 us, dot 28 us)
-    assert tuning.choose("auto", 4, 4 * 4096, 4096, 4096, 16777, costs, cores=2) == "dot"
-    assert tuning.estimates(4, 4 * 1024, 1024, 1024, 1049, costs, 2)["dot"] == float("inf")
-    assert tuning.estimates(1, 1024, 1024, 1024, 1049, costs, 2)["dot"] < float("inf")
-    assert tuning.choose("auto", 4, 4 * 1024, 1024, 1024, 1049, costs, cores=2) == "sparse"
-    # one row through 1024x1024 at 95 % on one thread: the sparse kernel reads W once
+    assert tuning.choose("auto", 4, 4 * 4096, 4096, 4096, 16777, costs) == "dot"
+    assert tuning.estimates(4, 4 * 1024, 1024, 1024, 1049, costs)["dot"] == float("inf")
+    assert tuning.estimates(1, 1024, 1024, 1024, 1049, costs)["dot"] < float("inf")
+    assert tuning.choose("auto", 4, 4 * 1024, 1024, 1024, 1049, costs) == "sparse"
+    # one row through 1024x1024 at 95 %: the sparse kernel reads W once
     # per call, the dot kernel once per row, and a lone row runs in one of the sparse
     # kernel's lanes (measured: dot 26 us, sparse 40 us)
     assert tuning.choose("auto", 1, 1024, 1024, 1024, 52429, costs) == "dot"
+    # ... and two (measured: dot 34 us, sparse 43 us; dot took 49 us before it accumulated
+    # into a full result, a mispick then)
+    assert tuning.choose("auto", 2, 2048, 1024, 1024, 52429, costs) == "dot"
     no_weight = dataclasses.replace(costs, sparse_weight=0.0)
     assert tuning.choose("auto", 1, 1024, 1024, 1024, 52429, no_weight) == "sparse"
-    # with two cores the dot kernel gets two threads where W and X hold at least two
-    # DOT_CHUNKs of entries (one row through 4096x4096 at 99.5 %, not at 99.9 %), and is
-    # faster by what the second thread gains
-    assert [tuning.dot_threads(4096, nnz, 2) for nnz in (16777, 83886)] == [1, 2]
-    assert tuning.dot_threads(4096, 83886, 1) == 1
-    dot = {
-        (gain, cores): tuning.estimates(
-            1, 4096, 4096, 4096, 83886, dataclasses.replace(costs, dot_thread_gain=gain), cores
-        )["dot"]
-        for gain in (0.0, 0.5)
-        for cores in (1, 2)
-    }
-    assert dot[0.0, 2] == dot[0.0, 1] == dot[0.5, 1] > dot[0.5, 2]
     # a full batch of 64 on very sparse weights: the sparse kernel, as the dense
     # kernel's transposes cost more than the products
     assert tuning.choose("auto", 64, 64 * 1024, 1024, 1024, 1049, costs) == "sparse"
@@ -240,7 +231,7 @@ def test_path_choice():
     )
     # never for larger batches: it computes every output entry, stored weights or not
     assert tuning.estimates(5, 5 * 1024, 1024, 1024, 1, costs)["dot"] == float("inf")
-    assert tuning.choose("auto", 64, 64 * 1024, 1024, 1024, 1049, costs, cores=2) != "dot"
+    assert tuning.choose("auto", 64, 64 * 1024, 1024, 1024, 1049, costs) != "dot"
     # sparse activations (5 % dense): the sparse kernel while the result entries it
     # made per multiply-add are unknown or few (structured weights); ReLU-like
     # activations (20 % dense) on random weights, whose results are nearly full: the
@@ -376,17 +367,6 @@ def test_every_kernel_reads_inputs_stored_by_column(fmt, path):
     np.testing.assert_allclose(got, x @ w + np.arange(7.0), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason="known mispick: bench/README.md, thirteenth session")
-def test_path_choice_two_rows_through_a_cached_layer():
-    # two rows through 1024x1024 at 95 % took the sparse kernel 42 us, the dot kernel 49 us:
-    # the second row costs the sparse kernel a tenth of the first (its rows share the
-    # reads of W in vector lanes), which the cost model, a cost per row, does not see
-    from gbdnn import tuning
-
-    got = tuning.choose("auto", 2, 2048, 1024, 1024, 52429, tuning.Costs(), cores=2)
-    assert got == "sparse"
-
-
 def test_calibration_is_cached(tmp_path, monkeypatch):
     from gbdnn import tuning
 
@@ -418,37 +398,27 @@ def test_calibration_is_cached(tmp_path, monkeypatch):
         tuning.current_costs.cache_clear()
 
 
-def test_calibration_measures_what_a_second_dot_thread_gains():
-    from gbdnn import tuning
-
-    # one core: nothing to measure, the default kept
-    one = tuning.calibrate(size=256, rows=32, threads=1, save=False)
-    assert one.dot_thread_gain == tuning.Costs.dot_thread_gain
-    two = tuning.calibrate(size=256, rows=32, threads=2, save=False)
-    assert 0.0 <= two.dot_thread_gain <= 1.0
-
-
 def test_calibration_times_the_one_row_calls_in_turns():
     # costs taken from differences of one-row times are measured together, turn by turn,
     # so a slow spell of the machine weighs on each alike
     from gbdnn import tuning
 
-    order, cores = [], []
+    order, in_batch = [], []
 
     def kernel(name):
         def call(x):
             order.append(name)
-            cores.append(gbdnn.kernels.batch_cores())
+            in_batch.append(gbdnn.kernels._LOCAL.inside)  # one thread, as a batch runs
             return np.zeros(1)  # (an array: given back for reuse, as making X full)
 
         return call
 
-    t = tuning._calls_seconds({"a": (kernel("a"), None, 1), "b": (kernel("b"), None, 2)}, 14)
+    t = tuning._calls_seconds({"a": (kernel("a"), None), "b": (kernel("b"), None)}, 14)
     assert set(t) == {"a", "b"} and all(v > 0 for v in t.values())
     per = tuning.CALLS_PER_TURN
     turns = -(-14 // (per - 1))  # the first call of each turn is not counted
     assert order == (["a"] * per + ["b"] * per) * turns
-    assert cores == ([1] * per + [2] * per) * turns
+    assert all(in_batch) and not gbdnn.kernels._LOCAL.inside
 
 
 @pytest.mark.parametrize(
@@ -487,9 +457,14 @@ def test_an_unreadable_or_incomplete_costs_cache_warns(tmp_path, monkeypatch):
     try:
         measured["version"] = tuning.KERNELS_VERSION
         assert costs(json.dumps(measured)) == tuning.Costs(sparse_mac=1.5e-9, dot_call=2e-4)
+        # a cost gbdnn no longer models (the dot kernel's second thread) is ignored, unwarned
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            got = costs(json.dumps(dict(measured, dot_thread_gain=0.65)))
+        assert got == tuning.Costs(sparse_mac=1.5e-9, dot_call=2e-4)
         # a cache of an older gbdnn, without a version: its dot kernel's costs are stale
         unversioned = {k: v for k, v in measured.items() if k != "version"}
-        with pytest.warns(CacheWarning, match="lack dot_mac, dot_entry, dot_thread_gain, dot_c"):
+        with pytest.warns(CacheWarning, match="lack dot_mac, dot_entry, dot_call "):
             assert costs(json.dumps(unversioned)) == tuning.Costs(sparse_mac=1.5e-9)
         older = {k: v for k, v in measured.items() if k != "sparse_weight"}  # an older gbdnn's
         with pytest.warns(CacheWarning, match="lack sparse_weight "):
@@ -528,9 +503,8 @@ def test_explicit_zeros_are_not_stored():
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("density", [0.02, 0.3, 1.0])
 @pytest.mark.parametrize("kernel", ["dense", "dense-tiled", "dot"])
-def test_kernel_rows_do_not_depend_on_the_batch_or_threads(dtype, density, kernel, monkeypatch):
+def test_kernel_rows_do_not_depend_on_the_batch(dtype, density, kernel, monkeypatch):
     # SuiteSparse rounds its vector and remainder loops differently; padded tiles hide that.
-    # The dot kernel sums each dot product on one thread, however many the batch has.
     from gbdnn import kernels
 
     if kernel == "dense-tiled":  # tiles of 32 rows: the 70 rows span three
@@ -542,12 +516,12 @@ def test_kernel_rows_do_not_depend_on_the_batch_or_threads(dtype, density, kerne
     w = (rng.normal(size=(300, 70)) * (rng.random((300, 70)) < density)).astype(dtype)
     wt = kernels.sparse_format(Matrix.from_dense(w.T.copy(), missing_value=0))
     x = rng.normal(size=(70, 300)).astype(dtype)
-    with kernels.batch_threads(2):
+    with kernels.batch_threads():
         whole = product(Matrix.from_dense(x), wt).to_dense(dtype=dtype)
     unit = FP32 if dtype == "float32" else FP64
     assert (np.abs(whole - x.astype(np.float64) @ w) <= bound(x, [w], [None], unit)).all()
     for start, stop in [(0, 1), (3, 5), (10, 27), (20, 70), (69, 70), (1, 66)]:
-        with kernels.batch_threads(1):
+        with kernels.batch_threads():
             part = product(Matrix.from_dense(x[start:stop]), wt)
         np.testing.assert_array_equal(part.to_dense(dtype=dtype), whole[start:stop])
 
@@ -586,16 +560,18 @@ def test_batch_threads_run_one_thread_and_keep_the_callers_context(capfd, monkey
             kernels.plus_times_dot(x, wt)
 
     assert threads(own) == [2]
-    with kernels.batch_threads(2):
+    with kernels.batch_threads():
         assert threads(own) == [1]
-        assert threads(dot) == [2]
+        # the dot kernel too, though its sums would not depend on two (a latency trap:
+        # batch_threads)
+        assert threads(dot) == [1]
+        with kernels.batch_threads():  # re-entrant
+            assert threads(own) == [1]
         assert threads(own) == [1]
     assert threads(own) == [2]
     with Context(nthreads=1):
-        with kernels.batch_threads(2):
-            assert threads(dot) == [2]
-        assert threads(own) == [1]
-        assert threads(dot) == [1]  # outside: one core
+        with kernels.batch_threads():
+            assert threads(dot) == [1]
         assert threads(own) == [1]
     assert threads(own) == [2]
 
@@ -919,7 +895,7 @@ def test_blas_layers_run_as_one_batch():
     assert model.row_seconds() == sparse.row_seconds()
 
 
-def test_small_inputs_run_batch_after_batch_with_every_core():
+def test_small_inputs_run_batch_after_batch_on_the_callers_thread():
     import threading
 
     from gbdnn import kernels, runner
@@ -928,7 +904,7 @@ def test_small_inputs_run_batch_after_batch_with_every_core():
     seen = []
 
     def stage(z):
-        seen.append((threading.get_ident(), kernels.batch_cores()))
+        seen.append((threading.get_ident(), kernels._LOCAL.inside))
         return z
 
     def run(row_seconds):
@@ -946,9 +922,9 @@ def test_small_inputs_run_batch_after_batch_with_every_core():
         )
         return seen
 
-    # little work: three batches one after another on the caller's thread, each with both cores
-    assert run(0.0) == [(threading.get_ident(), 2)] * 3
-    # enough work: batch threads, one core per batch
+    # little work: three batches one after another on the caller's thread
+    assert run(0.0) == [(threading.get_ident(), True)] * 3
+    # enough work: batch threads; every batch in its thread's one-thread context
     busy = run(1.0)
-    assert len(busy) == 3 and {cores for _, cores in busy} == {1}
+    assert len(busy) == 3 and {inside for _, inside in busy} == {True}
     assert threading.get_ident() not in {ident for ident, _ in busy}
