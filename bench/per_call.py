@@ -4,9 +4,12 @@ Times gbdnn's ``predict`` (GraphBLAS input and output, as the crossover grid
 does, and NumPy input and output, as most callers use it), the same product as
 one python-graphblas expression, and SciPy CSR (NumPy in and out), in one run;
 medians of ``--calls`` calls after a warm-up. Only public API, so the same
-script measures older commits too.
+script measures older commits too. ``--idle MS`` sleeps that long before every
+timed call, as a service answering single requests runs: every call then
+starts with cold caches and idle cores.
 
     python bench/per_call.py
+    python bench/per_call.py --width 4096 --sparsity 0.99 --idle 20 --calls 200
 """
 
 from __future__ import annotations
@@ -22,10 +25,12 @@ import gbdnn
 from gbdnn.envinfo import environment
 
 
-def median_us(call, calls: int) -> float:
+def median_us(call, calls: int, idle: float = 0.0) -> float:
     call()  # warm-up
     times = []
     for _ in range(calls):
+        if idle:
+            time.sleep(idle)
         start = time.perf_counter()
         call()
         times.append(time.perf_counter() - start)
@@ -37,9 +42,15 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=3000, help="timed calls per implementation")
     parser.add_argument("--width", type=int, default=1024, help="layer width")
     parser.add_argument("--sparsity", type=float, default=0.999, help="weight sparsity")
+    parser.add_argument(
+        "--idle", type=float, default=0.0, help="milliseconds of sleep before every timed call"
+    )
     args = parser.parse_args()
     if args.calls < 1 or args.width < 1 or not 0 <= args.sparsity < 1:
         parser.error("--calls and --width must be positive, --sparsity in [0, 1)")
+    if not 0 <= args.idle < float("inf"):
+        parser.error("--idle must be a finite number of milliseconds, not negative")
+    idle = args.idle / 1e3
     rng = np.random.default_rng(0)
     n = args.width
     w = (rng.standard_normal((n, n)) * (rng.random((n, n)) >= args.sparsity)).astype(np.float32)
@@ -48,15 +59,19 @@ def main() -> None:
     xm, wm = gb.Matrix.from_dense(x), gb.Matrix.from_dense(w, missing_value=0)
     ws = sp.csr_array(w)
     rows = {
-        "gbdnn predict": median_us(lambda: model.predict(xm, output="graphblas"), args.calls),
-        "gbdnn predict, NumPy in and out": median_us(lambda: model.predict(x), args.calls),
+        "gbdnn predict": median_us(lambda: model.predict(xm, output="graphblas"), args.calls, idle),
+        "gbdnn predict, NumPy in and out": median_us(lambda: model.predict(x), args.calls, idle),
         "python-graphblas x.mxm(w).new()": median_us(
-            lambda: xm.mxm(wm, gb.semiring.plus_times).new(), args.calls
+            lambda: xm.mxm(wm, gb.semiring.plus_times).new(), args.calls, idle
         ),
-        "SciPy CSR": median_us(lambda: x @ ws, args.calls),
+        "SciPy CSR": median_us(lambda: x @ ws, args.calls, idle),
     }
     print(environment())
-    print(f"one row, {n} x {n}, {100 * args.sparsity:g} % sparse, medians of {args.calls} calls")
+    after = f", each after {args.idle:g} ms idle" if idle else ""
+    print(
+        f"one row, {n} x {n}, {100 * args.sparsity:g} % sparse, medians of {args.calls} calls"
+        + after
+    )
     for name, us in rows.items():
         print(f"{name:<34}{us:>9.1f} us")
 
