@@ -204,7 +204,9 @@ def _read_cache() -> tuple[dict[str, float], str | None]:
         return {}, f"cannot read the cached costs {path} ({exc}): using the defaults"
     if not isinstance(data, dict):
         data = {}
-    version = data.get("version") if type(data.get("version")) is int else 1
+    version = data.get("version")
+    if type(version) is not int:  # no version (the first caches), or not a number
+        version = 1
     stale = {name for v, names in CHANGED_COSTS.items() if v > version for name in names}
     measured = {
         f.name: float(data[f.name])
