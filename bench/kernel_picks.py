@@ -8,7 +8,8 @@ script replays each point (same data, same seed, this machine's costs) and
 records the kernel the cost model picked for every batch of the timed calls
 (after one warm-up call, as in the grid), then judges a sparse
 or dense pick by the kernels' own times from the grid. Dot and BLAS picks
-(kernels the grid does not time alone) are reported by the direct timing.
+(kernels the grid does not time alone) are reported by the direct timing; a
+dot pick shared with the helper thread (``tuning.splits``) as "dot, shared".
 
     python bench/kernel_picks.py bench/results/default/crossover.csv
 """
@@ -32,7 +33,7 @@ def _picked(run) -> Counter:
     activations uses what its earlier sparse products made (``tuning``, ``spread``).
     """
     run()
-    choose, kinds = tuning.choose, Counter()
+    choose, splits, kinds = tuning.choose, tuning.splits, Counter()
 
     def spy(*args, **kwargs):
         kind = choose(*args, **kwargs)
@@ -40,9 +41,16 @@ def _picked(run) -> Counter:
             kinds[kind] += 1
         return kind
 
-    with mock.patch.object(tuning, "choose", spy):
+    def spy_splits(*args):  # asked of a dot pick with a core to spare
+        shared = splits(*args)
+        if shared:
+            kinds["dot"] -= 1
+            kinds["dot, shared"] += 1
+        return shared
+
+    with mock.patch.object(tuning, "choose", spy), mock.patch.object(tuning, "splits", spy_splits):
         run()
-    return kinds
+    return +kinds  # (no zero counts)
 
 
 def picks(csv_path: str) -> list[dict]:

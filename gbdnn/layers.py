@@ -123,8 +123,9 @@ class Product:
     """The product ``Z W`` of a weighted layer, by the kernel its ``path`` picks.
 
     Keeps the weights ``W`` (CSR) and builds, on first use and once, the
-    copies the other kernels need: ``W'`` for the dense and dot kernels and a dense
-    NumPy array for BLAS. ``W`` is only replaced through :meth:`_set_stored`,
+    copies the other kernels need: ``W'`` for the dense and dot kernels, ``W'``
+    in two halves for the dot kernel's products shared with the helper thread,
+    and a dense NumPy array for BLAS. ``W`` is only replaced through :meth:`_set_stored`,
     which drops those copies: changing ``W`` in place would leave them stale.
     """
 
@@ -144,6 +145,7 @@ class Product:
             # (rows, columns, entries) of W, read on every batch
             self._dims = (*weight.shape, kernels.nvals(weight))
             self._transposed: Matrix | None = None
+            self._halves: tuple[Matrix, Matrix] | None = None
             self._dense: np.ndarray | None = None
             # entries of Z per multiply-add of the last sparse product (see tuning)
             self._spread: float | None = None
@@ -165,6 +167,12 @@ class Product:
             if self._transposed is None:
                 self._transposed = kernels.sparse_format(self._stored.T.new())
             return self._transposed
+
+    def _weight_halves(self) -> tuple[Matrix, Matrix]:
+        with self._lock:
+            if self._halves is None:
+                self._halves = kernels.transposed_halves(self._stored)
+            return self._halves
 
     def _weight_dense(self) -> np.ndarray:
         with self._lock:
@@ -221,6 +229,9 @@ class Product:
         if kind == "dense":
             return kernels.plus_times_dense(z, self._weight_t())
         if kind == "dot":
+            costs = tuning.current_costs()
+            if kernels.spare_core() and tuning.splits(nrows, *self._dims[1:], costs):
+                return kernels.plus_times_dot_halves(z, self._weight_halves(), full=not sparse_x)
             return kernels.plus_times_dot(z, self._weight_t(), full=not sparse_x)
         return kernels.plus_times_blas(z, self._weight_dense())
 

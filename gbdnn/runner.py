@@ -4,7 +4,9 @@ The rows of the input are cut into batches; each batch is converted to
 GraphBLAS, pushed through every stage and written into the result, so memory
 is bounded by ``threads`` batches in flight plus the result itself. Batches run
 in a thread pool (GraphBLAS releases the GIL), each GraphBLAS call on one
-thread (:func:`gbdnn.kernels.batch_threads`). A row's result does not
+thread (:func:`gbdnn.kernels.batch_threads`); an input that runs as one batch
+on one thread lets the dot kernel share a large product with the helper
+thread (:mod:`gbdnn.helper`) when ``threads`` allows two. A row's result does not
 depend on the other rows of its batch: with a fixed kernel (see
 :mod:`gbdnn.tuning`) results are bit-identical for any ``batch_size`` and
 ``threads``.
@@ -128,12 +130,14 @@ def run(
 
     workers = 1 if nrows <= 1 or nrows * row_seconds() < PARALLEL_MIN_SECONDS else threads
     batches = plan_batches(nrows, batch_size, workers)
+    # a batch alone may share a large product with the helper thread on another core
+    spare = workers == 1 and threads >= 2
     dense = np.zeros((nrows, out_features), vtype.numpy) if out_family == "numpy" else None
     bar = tqdm(total=nrows, unit="row", leave=False) if progress else None
 
     def one_batch(bounds: tuple[int, int]) -> Matrix | None:
         start, stop = bounds
-        with batch_threads():
+        with batch_threads(spare=spare):
             z = to_matrix(row_slice(x, start, stop), vtype, "X", check_finite=check_finite)
             for stage in stages:
                 out = stage(z)

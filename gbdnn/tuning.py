@@ -49,6 +49,15 @@ call (``*_call``; per tile for the dense kernel, see
               time). It reads W once per row, where the sparse kernel's
               ``sparse_weight`` is once per call: one full row through
               4096x4096 took 0.7x the sparse kernel's time at 99-99.9 %.
+              Once picked, it shares a product with the helper thread where
+              that is cheaper (:func:`splits`) and the batch runs alone with a
+              core to spare (:func:`gbdnn.kernels.spare_core`):
+              ``dot_split_call + dot_split_share * work``, the share more than
+              half where the two cores contend for memory. The pick itself
+              is made on one thread's estimate: what the second core gains
+              depends on memory bandwidth, which these in-cache costs do not
+              see (one row through 4096x4096: 0.94x one thread's time at 75 %,
+              where BLAS was faster than either, 0.68x at 90 %).
 ``"blas"``    :func:`gbdnn.kernels.plus_times_blas`, NumPy's dense BLAS:
               ``(blas_mac * b + blas_weight) * in * out``; ``blas_weight`` is
               reading the dense weight once per call, what dominates a small
@@ -96,6 +105,7 @@ from pathlib import Path
 import numpy as np
 from graphblas import Matrix
 
+from . import helper
 from .errors import CacheWarning, ParameterError
 from .kernels import (
     batch_threads,
@@ -120,6 +130,12 @@ DOT_MAX_ROWS = 4
 #: measured on batches of 128 rows, leave out (one row 20 % stored: 1.5-2.3x Gustavson's
 #: time through 1024x1024 at 95-99.9 %, 1.8x through 4096x4096 at 99.9 %; 8 rows: even).
 FILL_MIN_ROWS = 8
+#: The dot kernel shares a product with the helper thread only where the model expects
+#: at most this fraction of one thread's time: near the line a mistaken split cost more
+#: (one row through 4096x4096 at 98 %: 1.2-1.5x one thread's time) than a missed one
+#: saved (97 %: 0.95x), and calibrations on one machine put the line on either side of
+#: 98 % (``bench/README.md``).
+SPLIT_MAX_RATIO = 0.85
 #: :func:`calibrate` measures on layers at least this wide.
 CALIBRATE_MIN_SIZE = 256
 #: Calls of one kernel in a turn of :func:`_calls_seconds`.
@@ -153,6 +169,8 @@ class Costs:
     dense_call: float = 3.1e-05
     fill_call: float = 1.1e-05
     dot_call: float = 6.5e-06
+    dot_split_call: float = 6e-05
+    dot_split_share: float = 0.6
     blas_call: float = 1e-05
 
     def __post_init__(self) -> None:
@@ -267,11 +285,28 @@ def estimates(
         "dense": c.dense_call * tiles
         + fill
         + (c.dense_mac * nnz_w + c.dense_entry * (n_in + n_out)) * padded_width(nrows),
-        "dot": c.dot_call + (c.dot_mac * nnz_w + c.dot_entry * n_out) * nrows
+        "dot": c.dot_call + _dot_seconds(nrows, n_out, nnz_w, c)
         if nrows <= DOT_MAX_ROWS and full and (nrows == 1 or nnz_w >= nrows * n_in)
         else float("inf"),
         "blas": c.blas_call + fill + (c.blas_mac * nrows + c.blas_weight) * n_in * n_out,
     }
+
+
+def _dot_seconds(nrows: int, n_out: int, nnz_w: int, c: Costs) -> float:
+    """The dot kernel's work on one thread, its fixed cost left out."""
+    return (c.dot_mac * nnz_w + c.dot_entry * n_out) * nrows
+
+
+@lru_cache(maxsize=4096)
+def splits(nrows: int, n_out: int, nnz_w: int, costs: Costs) -> bool:
+    """Whether the dot kernel shares a product with the helper thread, given a core to
+    spare (:func:`gbdnn.kernels.plus_times_dot_halves`): where ``dot_split_call`` and
+    the share of the work that the caller waits for cost at most ``SPLIT_MAX_RATIO``
+    of the whole work on one thread (the work as in cache: a large weight's is
+    underestimated, so a product near the line stays on one thread)."""
+    dot = _dot_seconds(nrows, n_out, nnz_w, costs)
+    shared = costs.dot_split_call + costs.dot_split_share * dot
+    return n_out >= 2 and shared <= SPLIT_MAX_RATIO * dot
 
 
 def _sparse_seconds(
@@ -456,6 +491,21 @@ def _calls_seconds(calls: dict, repeats: int = 300) -> dict[str, float]:
     return {name: float(np.median(t)) for name, t in times.items()}
 
 
+def _split_costs(t: dict[str, float]) -> dict[str, float]:
+    """``dot_split_call`` and ``dot_split_share`` from the one-row times ``t`` of the dot
+    kernel on one thread (``dot_mid``, ``dot_big``) and shared (``split_mid``,
+    ``split_big``): the shared time against the one-thread work, a line through two
+    points. A share of at least 1 means never shared."""
+    work = [t[f"dot_{w}"] - t["dot"] for w in ("mid", "big")]
+    shared = [t[f"split_{w}"] - t["dot"] for w in ("mid", "big")]
+    share = (shared[1] - shared[0]) / max(work[1] - work[0], 1e-12)
+    share = min(max(share, 0.5), 1.0)  # never less than half: two cores
+    return {
+        "dot_split_call": max(shared[0] - share * work[0], 1e-12),
+        "dot_split_share": share,
+    }
+
+
 def calibrate(
     *, save: bool = True, size: int = 2048, rows: int = 128, threads: int | None = None
 ) -> Costs:
@@ -585,11 +635,22 @@ def calibrate(
         "dot_low": (lambda x: kernels.plus_times_dot(x, low_t), row),
         "sparse_row": (lambda x: kernels.plus_times(x, mid), row),
     }
+    # the same dot products shared with the helper thread, on another core, here and
+    # through a weight out of the L2 cache (5 MB, as one row through 4096x4096 at 98 %,
+    # where the two cores contend for memory): dot_split_call + dot_split_share * work
+    split = helper.available()
+    if split:
+        big, big_t = weight(0.4)[1:3]
+        one_row["dot_big"] = (lambda x: kernels.plus_times_dot(x, big_t), row)
+        for name, weights in (("split_mid", mid), ("split_big", big)):
+            halves = kernels.transposed_halves(weights)
+            one_row[name] = (lambda x, h=halves: kernels.plus_times_dot_halves(x, h), row)
     t = _calls_seconds(one_row)
     calls = {kernel: t[kernel] for kernel in ("sparse", "dense", "dot", "blas", "fill")}
     dense_entry = max(moving - calls["dense"], 1e-12) / moved
     dot_mac = max(t["dot_mid"] - t["dot_low"], 1e-14) / (mid_nnz - low_nnz)
     dot_entry = max(t["dot_low"] - calls["dot"] - dot_mac * low_nnz, 1e-14) / size
+    split_costs = _split_costs(t) if split else {}  # (never used: no core to spare)
     sparse_row = t["sparse_row"] - calls["sparse"]
     sparse_row -= sparse_full_mac * mid_nnz + sparse_full_entry * 2 * size
     costs = Costs(
@@ -606,6 +667,7 @@ def calibrate(
         blas_mac=blas_mac,
         blas_weight=max(one - blas_mac, 1e-14),
         **{f"{kernel}_call": seconds for kernel, seconds in calls.items()},
+        **split_costs,
     )
     if save:
         path = cache_path()

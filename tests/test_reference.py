@@ -213,6 +213,20 @@ def test_path_choice():
     # ... and two (measured: dot 34 us, sparse 43 us; dot took 49 us before it accumulated
     # into a full result, a mispick then)
     assert tuning.choose("auto", 2, 2048, 1024, 1024, 52429, costs) == "dot"
+    # with a core to spare, a dot product is shared with the helper thread where half the
+    # work and the hand-over cost less: one row through 4096x4096 at 90 % (measured: 0.55
+    # against 0.93 ms), not at 99.9 % (9 us) nor through 1024x1024 at 95 % (26 us)
+    assert tuning.splits(1, 4096, 4096 * 410, costs)
+    assert not tuning.splits(1, 4096, 16777, costs)
+    assert not tuning.splits(1, 1024, 52429, costs)
+    # ... nor where the model expects less than SPLIT_MAX_RATIO of one thread's time saved
+    work = tuning._dot_seconds(1, 4096, 4096 * 410, costs)
+    call = (tuning.SPLIT_MAX_RATIO - costs.dot_split_share) * work
+    for factor, shared in ((0.99, True), (1.01, False)):
+        near = dataclasses.replace(costs, dot_split_call=factor * call)
+        assert tuning.splits(1, 4096, 4096 * 410, near) == shared
+    assert not tuning.splits(1, 1, 4096, dataclasses.replace(costs, dot_split_call=0.0))
+    assert not tuning.splits(1, 4096, 4096 * 410, dataclasses.replace(costs, dot_split_share=1.0))
     no_weight = dataclasses.replace(costs, sparse_weight=0.0)
     assert tuning.choose("auto", 1, 1024, 1024, 1024, 52429, no_weight) == "sparse"
     # a full batch of 64 on very sparse weights: the sparse kernel, as the dense
@@ -398,6 +412,22 @@ def test_calibration_is_cached(tmp_path, monkeypatch):
         tuning.current_costs.cache_clear()
 
 
+def test_split_costs_are_a_line_through_two_shared_products():
+    from gbdnn import tuning
+
+    def times(call, share):  # one-row times of a dot kernel with a fixed cost of 5 us
+        t = {"dot": 5e-6, "dot_mid": 25e-6, "dot_big": 205e-6}
+        for w in ("mid", "big"):
+            t[f"split_{w}"] = t["dot"] + call + share * (t[f"dot_{w}"] - t["dot"])
+        return t
+
+    got = tuning._split_costs(times(60e-6, 0.6))
+    assert got == pytest.approx({"dot_split_call": 60e-6, "dot_split_share": 0.6})
+    # two cores take at least half each; a share over 1 (noise) is never shared
+    assert tuning._split_costs(times(60e-6, 0.3))["dot_split_share"] == 0.5
+    assert tuning._split_costs(times(60e-6, 1.4))["dot_split_share"] == 1.0
+
+
 def test_calibration_times_the_one_row_calls_in_turns():
     # costs taken from differences of one-row times are measured together, turn by turn,
     # so a slow spell of the machine weighs on each alike
@@ -526,6 +556,94 @@ def test_kernel_rows_do_not_depend_on_the_batch(dtype, density, kernel, monkeypa
         np.testing.assert_array_equal(part.to_dense(dtype=dtype), whole[start:stop])
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int32"])
+@pytest.mark.parametrize("zeros", [False, True])
+def test_dot_kernel_halves_give_its_bits(dtype, zeros):
+    # the same dot products, half on the helper thread: bit for bit the one-thread result
+    from gbdnn import kernels
+
+    rng = np.random.default_rng(13)
+    w = random_weights(rng, 300, 71, density=0.2)
+    if dtype == "int32":
+        w = np.round(w * 50)
+    w = w.astype(dtype)
+    wm = kernels.sparse_format(Matrix.from_dense(w, missing_value=0))
+    wt, halves = kernels.sparse_format(wm.T.new()), kernels.transposed_halves(wm)
+    for rows in (1, 2, 4):
+        x = rng.normal(size=(rows, 300)) * (rng.random((rows, 300)) < (0.5 if zeros else 1.1))
+        x = np.round(x * 10).astype(dtype) if dtype == "int32" else x.astype(dtype)
+        xm = Matrix.from_dense(x, missing_value=0)
+        with kernels.batch_threads():
+            whole = kernels.plus_times_dot(xm, wt)
+            shared = kernels.plus_times_dot_halves(xm, halves)
+        assert shared.shape == (rows, 71) and shared.dtype == whole.dtype
+        assert shared.ss.format == "fullr"  # every entry, as the one-thread kernel's
+        np.testing.assert_array_equal(shared.to_dense(), whole.to_dense())
+        if dtype == "int32":  # exact
+            np.testing.assert_array_equal(shared.to_dense(), x.astype(np.int64) @ w)
+        else:
+            unit = FP32 if dtype == "float32" else FP64
+            err = np.abs(shared.to_dense() - x.astype(np.float64) @ w)
+            assert (err <= bound(x, [w], [None], unit)).all()
+
+
+def test_weights_cut_in_two_by_columns_of_equal_entries():
+    from gbdnn import ShapeError, kernels
+
+    rng = np.random.default_rng(14)
+    w = random_weights(rng, 50, 40, density=0.3)
+    w[:, :10] *= rng.random((50, 10)) < 0.1  # the first columns hold few entries
+    wm = Matrix.from_dense(w, missing_value=0)
+    first, second = kernels.transposed_halves(wm)
+    assert first.nrows + second.nrows == 40 and first.ncols == second.ncols == 50
+    np.testing.assert_array_equal(np.vstack([first.to_dense(0), second.to_dense(0)]), w.T)
+    counts = (w != 0).sum(axis=0)
+    assert abs(first.nvals - second.nvals) <= counts.max()  # as even as whole columns allow
+    assert first.nrows > 20  # more columns on the side of the few-entry ones
+    for part in (first, second):
+        assert part.ss.format == "csr"
+    for two in (np.eye(2), np.array([[0.0, 1.0], [0.0, 2.0]])):  # a part may hold nothing
+        a, b = kernels.transposed_halves(Matrix.from_dense(two, missing_value=0))
+        assert a.nrows == b.nrows == 1
+    with pytest.raises(ShapeError, match="W needs two columns or more"):
+        kernels.transposed_halves(Matrix.from_dense(np.ones((3, 1))))
+
+
+@pytest.mark.skipif(not gbdnn.helper.available(), reason="needs two cores and sched_getcpu")
+def test_a_lone_batch_shares_large_dot_products_with_the_helper(monkeypatch):
+    from gbdnn import kernels, runner, tuning
+
+    shared = []
+    halves = kernels.plus_times_dot_halves
+    monkeypatch.setattr(
+        kernels, "plus_times_dot_halves", lambda *a, **k: shared.append(1) or halves(*a, **k)
+    )
+    rng = np.random.default_rng(15)
+    w = random_weights(rng, 400, 300, density=0.5).astype(np.float32)
+    x = rng.normal(size=(3, 400)).astype(np.float32)
+    layer = gbdnn.Linear(w, rng.normal(size=300), path="dot")
+
+    def calls(costs, **kwargs):
+        shared.clear()
+        monkeypatch.setattr(tuning, "current_costs", lambda: costs)
+        return layer(x, **kwargs), len(shared)
+
+    work = tuning._dot_seconds(3, 300, layer.nnz, tuning.Costs())
+    cheap, dear = (tuning.Costs(dot_split_call=f * work) for f in (0.1, 0.5))
+    alone, n = calls(cheap)
+    assert n == 1 and tuning.splits(3, 300, layer.nnz, cheap)
+    assert calls(dear)[1] == 0 and not tuning.splits(3, 300, layer.nnz, dear)
+    one_thread, n = calls(cheap, threads=1)  # no core to spare
+    assert n == 0
+    np.testing.assert_array_equal(alone, one_thread)
+    np.testing.assert_allclose(alone, x @ w + layer.bias, **TOL["float32"])
+    # batches in parallel: every core busy already
+    monkeypatch.setattr(runner, "PARALLEL_MIN_SECONDS", 0.0)
+    parallel, n = calls(cheap, batch_size=1, threads=2)
+    assert n == 0
+    np.testing.assert_array_equal(parallel, one_thread)
+
+
 @pytest.mark.skipif(gbdnn.runner.available_cores() < 2, reason="needs two cores")
 def test_batch_threads_run_one_thread_and_keep_the_callers_context(capfd, monkeypatch):
     # gbdnn engages SuiteSparse contexts by C calls: python-graphblas's own must stay in force
@@ -554,10 +672,13 @@ def test_batch_threads_run_one_thread_and_keep_the_callers_context(capfd, monkey
         own()  # threads), preceded by a call that does, in the context then in force
         multiply(*args, **kwargs)
 
-    def dot():
+    def dot(halves=None):
         with monkeypatch.context() as patch:
             patch.setattr(kernels, "_mxm", probed)
-            kernels.plus_times_dot(x, wt)
+            if halves is None:
+                kernels.plus_times_dot(x, wt)
+            else:  # each half on one thread, the helper's too
+                kernels.plus_times_dot_halves(x, halves)
 
     assert threads(own) == [2]
     with kernels.batch_threads():
@@ -565,6 +686,7 @@ def test_batch_threads_run_one_thread_and_keep_the_callers_context(capfd, monkey
         # the dot kernel too, though its sums would not depend on two (a latency trap:
         # batch_threads)
         assert threads(dot) == [1]
+        assert threads(lambda: dot(kernels.transposed_halves(wt))) == [1, 1]
         with kernels.batch_threads():  # re-entrant
             assert threads(own) == [1]
         assert threads(own) == [1]
@@ -901,14 +1023,16 @@ def test_small_inputs_run_batch_after_batch_on_the_callers_thread():
     from gbdnn import kernels, runner
     from gbdnn.dtypes import value_type
 
-    seen = []
+    seen, spare = [], []
 
     def stage(z):
         seen.append((threading.get_ident(), kernels._LOCAL.inside))
+        spare.append(kernels.spare_core())
         return z
 
-    def run(row_seconds):
+    def run(row_seconds, threads=2):
         seen.clear()
+        spare.clear()
         runner.run(
             [stage],
             np.ones((6, 3)),
@@ -917,14 +1041,19 @@ def test_small_inputs_run_batch_after_batch_on_the_callers_thread():
             max_width=3,
             vtype=value_type("float32"),
             batch_size=2,
-            threads=2,
+            threads=threads,
             row_seconds=lambda: row_seconds,
         )
         return seen
 
-    # little work: three batches one after another on the caller's thread
+    # little work: three batches one after another on the caller's thread, the other
+    # core spare for the dot kernel's helper thread
     assert run(0.0) == [(threading.get_ident(), True)] * 3
-    # enough work: batch threads; every batch in its thread's one-thread context
+    assert spare == [kernels.helper.SUPPORTED] * 3
+    assert run(0.0, threads=1) == [(threading.get_ident(), True)] * 3 and not any(spare)
+    # enough work: batch threads; every batch in its thread's one-thread context, no core
+    # to spare
     busy = run(1.0)
     assert len(busy) == 3 and {inside for _, inside in busy} == {True}
     assert threading.get_ident() not in {ident for ident, _ in busy}
+    assert not any(spare) and not kernels.spare_core()
