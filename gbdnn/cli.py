@@ -118,11 +118,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--rounds", type=positive, help="rounds in which a point's implementations take turns"
     )
     cross.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
-    bench_commands.add_parser(
+    calibrate = bench_commands.add_parser(
         "calibrate",
         help="measure this machine's kernel costs for gbdnn's path choice",
         description="Measure the costs of gbdnn's sparse, dense, dot and BLAS kernels on this "
         "machine (see gbdnn.tuning) and cache them for the per-layer kernel choice.",
+    )
+    calibrate.add_argument(
+        "--runs",
+        type=positive,
+        default=None,
+        help="calibrations whose median is taken, cost by cost (default 3, 4-5 s each)",
     )
     return parser
 
@@ -161,11 +167,13 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.bench_command == "calibrate":
         from dataclasses import asdict
 
-        from .tuning import cache_path, calibrate
+        from .tuning import FRACTIONS, cache_path, calibrate
 
-        costs = calibrate()
+        costs = calibrate() if args.runs is None else calibrate(runs=args.runs)
         print(
-            ", ".join(f"{k} {v:.3g} s" for k, v in asdict(costs).items())
+            ", ".join(
+                f"{k} {v:.3g}" + ("" if k in FRACTIONS else " s") for k, v in asdict(costs).items()
+            )
             + f"; cached in {cache_path()}"
         )
         return 0

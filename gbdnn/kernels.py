@@ -681,7 +681,8 @@ def plus_times_dot_halves(
     run at once; the two parts of ``Z`` are then joined (``GxB_Matrix_concat``).
     For products large enough to pay for the hand-over
     (:func:`gbdnn.tuning.splits`): one row through 4096x4096 at 90 % took
-    0.62x the time on one thread, and 1.4x at 99 % (``bench/README.md``).
+    0.59x the time on one thread (553 against 932 us), at 98 % 1.2-1.5x
+    (``bench/README.md``, twentieth session).
     Where the helper is busy with another thread's product, the caller
     computes both halves.
     """

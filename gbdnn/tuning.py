@@ -136,6 +136,8 @@ FILL_MIN_ROWS = 8
 #: saved (97 %: 0.95x), and calibrations on one machine put the line on either side of
 #: 98 % (``bench/README.md``).
 SPLIT_MAX_RATIO = 0.85
+#: :func:`calibrate` takes the median of each cost over this many calibrations.
+CALIBRATE_RUNS = 3
 #: :func:`calibrate` measures on layers at least this wide.
 CALIBRATE_MIN_SIZE = 256
 #: Calls of one kernel in a turn of :func:`_calls_seconds`.
@@ -151,7 +153,7 @@ CHANGED_COSTS = {2: ("dot_mac", "dot_entry", "dot_call")}
 @dataclass(frozen=True)
 class Costs:
     """Wall seconds per call and per unit of work of each kernel, every worker busy
-    (as in predict)."""
+    (as in predict); ``dot_split_share`` is a fraction (of the dot kernel's work)."""
 
     sparse_mac: float = 6.3e-10
     sparse_out: float = 1.6e-08
@@ -179,6 +181,10 @@ class Costs:
 
     def __hash__(self) -> int:
         return self._hash
+
+
+#: The costs that are fractions, not seconds.
+FRACTIONS = ("dot_split_share",)
 
 
 def cache_path() -> Path:
@@ -507,9 +513,64 @@ def _split_costs(t: dict[str, float]) -> dict[str, float]:
 
 
 def calibrate(
-    *, save: bool = True, size: int = 2048, rows: int = 128, threads: int | None = None
+    *,
+    save: bool = True,
+    size: int = 2048,
+    rows: int = 128,
+    threads: int | None = None,
+    runs: int = CALIBRATE_RUNS,
 ) -> Costs:
-    """Measure each kernel's costs on this machine.
+    """Measure each kernel's costs on this machine: the median of each over ``runs``
+    calibrations (:func:`_measure`, 4-5 s each on the project's 2-core machines).
+
+    A single calibration can fall in a slow spell of the machine: one measured
+    BLAS's cost per multiply-add at 1.9x, and the sparse kernel's per multiply-add
+    over a full batch at 2.0x, what the grid before had measured, and sent 64 rows through
+    4096x4096 at 75 % to the dense kernel (19.8 ms) instead of BLAS (11.3 ms)
+    and 1024 rows through 1024x1024 at 99.9 % to the dense kernel, 1.4-1.9x the
+    sparse kernel's time (``bench/README.md``, twentieth session).
+
+    Parameters
+    ----------
+    save : bool, default True
+        Cache the result (see :func:`cache_path`) for every later run.
+    size, rows : int
+        Layer width (at least ``CALIBRATE_MIN_SIZE``) and rows per worker (at
+        least 2) of the measurements.
+    threads : int, optional
+        Workers (default: all cores).
+    runs : int, default ``CALIBRATE_RUNS``
+        Calibrations whose median is taken, cost by cost.
+    """
+    from .runner import available_cores, is_positive_int
+
+    # narrower weights hold too few entries at 0.2 % for the fits (size 8 gave a
+    # sparse_weight of 2e-19), and the read of W is one row against `rows` rows
+    for name, value, least in (
+        ("size", size, CALIBRATE_MIN_SIZE),
+        ("rows", rows, 2),
+        ("runs", runs, 1),
+    ):
+        if not is_positive_int(value) or value < least:
+            raise ParameterError(f"{name} must be an integer of at least {least}, got {value!r}")
+    if threads is not None and not is_positive_int(threads):
+        raise ParameterError(f"threads must be a positive integer or None, got {threads!r}")
+    measured = [_measure(size, rows, threads or available_cores()) for _ in range(runs)]
+    costs = Costs(
+        **{f.name: float(np.median([getattr(m, f.name) for m in measured])) for f in fields(Costs)}
+    )
+    if save:
+        path = cache_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(as_record(costs)))
+        os.replace(tmp, path)
+        current_costs.cache_clear()
+    return costs
+
+
+def _measure(size: int, rows: int, threads: int) -> Costs:
+    """One calibration (see :func:`calibrate`).
 
     Each kernel runs on a ``size`` x ``size`` weight, 10 % dense, with every
     worker busy as in :meth:`gbdnn.Sequential.predict`: the dense kernel and
@@ -527,30 +588,11 @@ def calibrate(
     there). The dot kernel, for a few rows only, and the sparse kernel's
     reading of ``W`` are measured as one row alone through 1024-wide weights
     5 % and 0.2 % dense, whatever ``size``.
-
-    Parameters
-    ----------
-    save : bool, default True
-        Cache the result (see :func:`cache_path`) for every later run.
-    size, rows : int
-        Layer width (at least ``CALIBRATE_MIN_SIZE``) and rows per worker (at
-        least 2) of the measurements.
-    threads : int, optional
-        Workers (default: all cores).
     """
     import graphblas as gb
 
     from . import kernels
-    from .runner import available_cores, is_positive_int
 
-    # narrower weights hold too few entries at 0.2 % for the fits (size 8 gave a
-    # sparse_weight of 2e-19), and the read of W is one row against `rows` rows
-    for name, value, least in (("size", size, CALIBRATE_MIN_SIZE), ("rows", rows, 2)):
-        if not is_positive_int(value) or value < least:
-            raise ParameterError(f"{name} must be an integer of at least {least}, got {value!r}")
-    if threads is not None and not is_positive_int(threads):
-        raise ParameterError(f"threads must be a positive integer or None, got {threads!r}")
-    threads = threads or available_cores()
     rng = np.random.default_rng(0)
 
     def weight(density):
@@ -653,7 +695,7 @@ def calibrate(
     split_costs = _split_costs(t) if split else {}  # (never used: no core to spare)
     sparse_row = t["sparse_row"] - calls["sparse"]
     sparse_row -= sparse_full_mac * mid_nnz + sparse_full_entry * 2 * size
-    costs = Costs(
+    return Costs(
         sparse_mac=float(sparse_mac),
         sparse_out=float(sparse_out),
         sparse_full_mac=float(sparse_full_mac),
@@ -669,11 +711,3 @@ def calibrate(
         **{f"{kernel}_call": seconds for kernel, seconds in calls.items()},
         **split_costs,
     )
-    if save:
-        path = cache_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(as_record(costs)))
-        os.replace(tmp, path)
-        current_costs.cache_clear()
-    return costs

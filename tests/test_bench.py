@@ -118,6 +118,21 @@ def test_grid_run_resume_and_figures(tmp_path, tiny):
     assert {f.suffix for f in files} == {".png", ".svg"} and all(f.stat().st_size for f in files)
 
 
+def test_cli_calibrate_takes_the_median_of_runs(tmp_path, capsys, monkeypatch):
+    from gbdnn import tuning
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    seen = []
+    monkeypatch.setattr(tuning, "calibrate", lambda **kwargs: seen.append(kwargs) or tuning.Costs())
+    assert main(["bench", "calibrate", "--runs", "5"]) == 0 and seen == [{"runs": 5}]
+    assert main(["bench", "calibrate"]) == 0 and seen[-1] == {}  # calibrate's default
+    out = capsys.readouterr().out
+    assert "dot_call 6.5e-06 s," in out and "dot_split_share 0.6," in out  # a fraction
+    with pytest.raises(SystemExit):
+        main(["bench", "calibrate", "--runs", "0"])
+    assert "--runs" in capsys.readouterr().err
+
+
 def test_cli_bench(tmp_path, capsys, monkeypatch, request):
     from gbdnn import tuning
 

@@ -388,12 +388,12 @@ def test_calibration_is_cached(tmp_path, monkeypatch):
     tuning.current_costs.cache_clear()
     try:
         assert tuning.current_costs() == tuning.Costs()  # defaults without a cache
-        measured = tuning.calibrate(size=256, rows=32, threads=1)
+        measured = tuning.calibrate(size=256, rows=32, threads=1, runs=1)
         assert tuning.cache_path().is_file()
         assert tuning.current_costs() == measured
         assert all(v > 0 for v in dataclasses.astuple(measured))
         # calibrate_once measures only where no complete set is cached
-        small = functools.partial(tuning.calibrate, size=256, rows=32, threads=1)
+        small = functools.partial(tuning.calibrate, size=256, rows=32, threads=1, runs=1)
         monkeypatch.setattr(tuning, "calibrate", small)
         assert not tuning.calibrate_once() and tuning.current_costs() == measured
         older = {k: v for k, v in dataclasses.asdict(measured).items() if k != "dot_entry"}
@@ -428,6 +428,30 @@ def test_split_costs_are_a_line_through_two_shared_products():
     assert tuning._split_costs(times(60e-6, 1.4))["dot_split_share"] == 1.0
 
 
+def test_calibration_is_the_median_of_several(tmp_path, monkeypatch):
+    # one calibration in a slow spell moves no cost
+    from gbdnn import tuning
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    base = tuning.Costs()
+    runs = iter(
+        [
+            dataclasses.replace(base, blas_mac=2e-11, dot_split_share=0.6),
+            dataclasses.replace(base, blas_mac=4e-11, sparse_call=1e-4, dot_split_share=0.5),
+            dataclasses.replace(base, blas_mac=2.2e-11, dot_split_share=0.7),
+        ]
+    )
+    seen = []
+    monkeypatch.setattr(tuning, "_measure", lambda *args: seen.append(args) or next(runs))
+    try:
+        costs = tuning.calibrate(size=256, rows=8, threads=1)
+        assert costs == dataclasses.replace(base, blas_mac=2.2e-11, dot_split_share=0.6)
+        assert seen == [(256, 8, 1)] * tuning.CALIBRATE_RUNS == [(256, 8, 1)] * 3
+        assert tuning.current_costs() == costs  # cached
+    finally:
+        tuning.current_costs.cache_clear()
+
+
 def test_calibration_times_the_one_row_calls_in_turns():
     # costs taken from differences of one-row times are measured together, turn by turn,
     # so a slow spell of the machine weighs on each alike
@@ -460,6 +484,8 @@ def test_calibration_times_the_one_row_calls_in_turns():
         ({"rows": 1}, "rows must be an integer of at least 2, got 1"),
         ({"rows": True}, "rows must be an integer of at least 2, got True"),
         ({"threads": 0}, "threads must be a positive integer or None, got 0"),
+        ({"runs": 0}, "runs must be an integer of at least 1, got 0"),
+        ({"runs": 2.0}, "runs must be an integer of at least 1, got 2.0"),
     ],
 )
 def test_calibrate_rejects_bad_arguments(tmp_path, monkeypatch, kwargs, message):
