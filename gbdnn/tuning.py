@@ -525,10 +525,10 @@ def calibrate(
 
     A single calibration can fall in a slow spell of the machine: one measured
     BLAS's cost per multiply-add at 1.9x, and the sparse kernel's per multiply-add
-    over a full batch at 2.0x, what the grid before had measured, and sent 64 rows through
-    4096x4096 at 75 % to the dense kernel (19.8 ms) instead of BLAS (11.3 ms)
-    and 1024 rows through 1024x1024 at 99.9 % to the dense kernel, 1.4-1.9x the
-    sparse kernel's time (``bench/README.md``, twentieth session).
+    over a full batch at 2.0x, what the grid before had measured, and sent 1024
+    rows through 1024x1024 at 99.9 % to the dense kernel, 1.4-1.9x the sparse
+    kernel's time; the median of three put every sparse and dense pick of the
+    next grid within 1.10x (``bench/README.md``, twentieth session).
 
     Parameters
     ----------
