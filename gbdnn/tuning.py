@@ -80,7 +80,7 @@ batch shapes.
 
 The default costs are :func:`calibrate`'s on one of the project's 2-core
 machines, an AMD EPYC (2048-wide layers, not the benchmark grid's sizes; each
-the median of six runs). Machines differ by more than their speed: the
+the median of six runs; ``dot_split_*`` of three). Machines differ by more than their speed: the
 2-core Xeons of earlier measurements took 4x as long per multiply-add of the
 sparse kernel's loop over a full ``X`` and per weight of BLAS's read of ``W``,
 2.7x per multiply-add of the dense kernel, 2x of BLAS's. Run
@@ -171,8 +171,8 @@ class Costs:
     dense_call: float = 3.1e-05
     fill_call: float = 1.1e-05
     dot_call: float = 6.5e-06
-    dot_split_call: float = 6e-05
-    dot_split_share: float = 0.6
+    dot_split_call: float = 6.6e-05
+    dot_split_share: float = 0.52
     blas_call: float = 1e-05
 
     def __post_init__(self) -> None:
