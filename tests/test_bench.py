@@ -123,11 +123,12 @@ def test_cli_calibrate_takes_the_median_of_runs(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     seen = []
-    monkeypatch.setattr(tuning, "calibrate", lambda **kwargs: seen.append(kwargs) or tuning.Costs())
+    costs = tuning.Costs(dot_call=2e-6, dot_split_share=0.25)
+    monkeypatch.setattr(tuning, "calibrate", lambda **kwargs: seen.append(kwargs) or costs)
     assert main(["bench", "calibrate", "--runs", "5"]) == 0 and seen == [{"runs": 5}]
     assert main(["bench", "calibrate"]) == 0 and seen[-1] == {}  # calibrate's default
     out = capsys.readouterr().out
-    assert "dot_call 6.5e-06 s," in out and "dot_split_share 0.6," in out  # a fraction
+    assert "dot_call 2e-06 s," in out and "dot_split_share 0.25," in out  # a fraction
     with pytest.raises(SystemExit):
         main(["bench", "calibrate", "--runs", "0"])
     assert "--runs" in capsys.readouterr().err
