@@ -17,28 +17,19 @@ single allowed core or on a system without ``sched_getcpu`` (not Linux).
 
 from __future__ import annotations
 
-import ctypes
 import os
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from . import libc
+
 T = TypeVar("T")
 U = TypeVar("U")
 
 
-def _sched_getcpu() -> Callable[[], int] | None:
-    """The C library's ``sched_getcpu`` (the core this thread runs on), or None."""
-    try:
-        function = ctypes.CDLL(None).sched_getcpu
-    except (OSError, TypeError, AttributeError):
-        return None
-    function.argtypes = []
-    function.restype = ctypes.c_int
-    return function
-
-
-_GETCPU = _sched_getcpu() if hasattr(os, "sched_setaffinity") else None
+# the core this thread runs on
+_GETCPU = libc.function("sched_getcpu") if hasattr(os, "sched_setaffinity") else None
 #: Whether this system can pin the helper to a core other than its caller's.
 SUPPORTED = _GETCPU is not None
 

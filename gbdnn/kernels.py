@@ -34,7 +34,7 @@ from graphblas.exceptions import check_status
 from suitesparse_graphblas import ffi, lib
 from suitesparse_graphblas.utils import claim_buffer, claim_buffer_2d, unclaim_buffer
 
-from . import helper
+from . import helper, libc
 from .errors import ShapeError
 
 #: Bytes of ``X'`` or ``Z'`` per tile of :func:`plus_times_dense`: both stay in
@@ -97,22 +97,12 @@ class _ThreadState(threading.local):
 _LOCAL = _ThreadState()
 
 
-def _libc_function(name: str, *argtypes):
-    """The C library's function ``name``, or None where there is none (Windows)."""
-    try:
-        function = getattr(ctypes.CDLL(None), name)
-    except (OSError, TypeError, AttributeError):
-        return None
-    function.argtypes = list(argtypes)
-    return function
-
-
-_MEMALIGN = _libc_function(
+_MEMALIGN = libc.function(
     "posix_memalign", ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t, ctypes.c_size_t
 )
 # (MADV_HUGEPAGE is Linux's)
 _MADVISE = (
-    _libc_function("madvise", ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    libc.function("madvise", ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
     if sys.platform == "linux"
     else None
 )
