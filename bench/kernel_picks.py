@@ -9,7 +9,9 @@ records the kernel the cost model picked for every batch of the timed calls
 (after one warm-up call, as in the grid), then judges a sparse
 or dense pick by the kernels' own times from the grid. Dot and BLAS picks
 (kernels the grid does not time alone) are reported by the direct timing; a
-dot pick shared with the helper thread (``tuning.splits``) as "dot, shared".
+pick shared with the helper thread (``tuning.splits``, ``tuning.dense_splits``)
+as "dot, shared" or "dense, shared", judged as the kernel it shares (the grid's
+"gbdnn dense kernel" shares as the automatic choice does).
 
     python bench/kernel_picks.py bench/results/default/crossover.csv
 """
@@ -20,7 +22,7 @@ import argparse
 from collections import Counter, defaultdict
 from unittest import mock
 
-from gbdnn import tuning
+from gbdnn import kernels, tuning
 from gbdnn.bench import DEFAULT_GRID, load_rows
 from gbdnn.bench.crossover import _data
 from gbdnn.bench.peers import gbdnn_float
@@ -33,7 +35,8 @@ def _picked(run) -> Counter:
     activations uses what its earlier sparse products made (``tuning``, ``spread``).
     """
     run()
-    choose, splits, kinds = tuning.choose, tuning.splits, Counter()
+    choose, kinds = tuning.choose, Counter()
+    dense, dot_halves = kernels.plus_times_dense, kernels.plus_times_dot_halves
 
     def spy(*args, **kwargs):
         kind = choose(*args, **kwargs)
@@ -41,14 +44,22 @@ def _picked(run) -> Counter:
             kinds[kind] += 1
         return kind
 
-    def spy_splits(*args):  # asked of a dot pick with a core to spare
-        shared = splits(*args)
-        if shared:
-            kinds["dot"] -= 1
-            kinds["dot, shared"] += 1
-        return shared
+    def shared(kind, kernel):  # a pick shared with the helper thread (a core to spare)
+        def call(*args, **kwargs):
+            kinds[kind] -= 1
+            kinds[f"{kind}, shared"] += 1
+            return kernel(*args, **kwargs)
 
-    with mock.patch.object(tuning, "choose", spy), mock.patch.object(tuning, "splits", spy_splits):
+        return call
+
+    def spy_dense(x, wt):
+        return (shared("dense", dense) if isinstance(wt, tuple) else dense)(x, wt)
+
+    with (
+        mock.patch.object(tuning, "choose", spy),
+        mock.patch.object(kernels, "plus_times_dense", spy_dense),
+        mock.patch.object(kernels, "plus_times_dot_halves", shared("dot", dot_halves)),
+    ):
         run()
     return +kinds  # (no zero counts)
 
@@ -67,8 +78,8 @@ def picks(csv_path: str) -> list[dict]:
         kinds = _picked(gbdnn_float(w, x, "float32")[0])
         alone = {k: t[f"gbdnn {k} kernel"] for k in ("sparse", "dense")}
         best = min(alone, key=alone.get)
-        (kind,) = kinds if len(kinds) == 1 else (None,)
-        judged = alone.get(kind)
+        (kind,) = kinds if len(kinds) == 1 else ("",)
+        judged = alone.get(kind.removesuffix(", shared"))
         out.append(
             {
                 "point": (shape, batch, activation, sparsity),

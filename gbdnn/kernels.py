@@ -744,10 +744,13 @@ def padded_width(rows: int) -> int:
     return -(-rows // DENSE_LANES) * DENSE_LANES
 
 
-def plus_times_dense(x: Matrix, wt: Matrix) -> Matrix:
+def plus_times_dense(x: Matrix, wt: Matrix | tuple[Matrix, Matrix]) -> Matrix:
     """Return ``Z = X W`` for dense activations, computed as ``Z' = W' X'``.
 
-    ``wt`` is ``W'`` (stored by row). ``X'`` is made full, in tiles of
+    ``wt`` is ``W'`` (stored by row), or ``W'`` cut in two by rows
+    (:func:`transposed_halves`), whose second half's products the helper thread
+    computes on another core (:mod:`gbdnn.helper`), bit for bit the same ``Z``.
+    ``X'`` is made full, in tiles of
     :func:`tile_rows` rows of ``X``, and each tile's product is accumulated into
     a full zero matrix: SuiteSparse's saxpy kernel for a sparse times a full
     matrix into a full result, much faster than ``X W`` when ``X`` is dense.
@@ -766,7 +769,10 @@ def plus_times_dense(x: Matrix, wt: Matrix) -> Matrix:
     strips written into one ``Z'`` were slower (512 rows through 4096 x 4096:
     7.5 vs 5 ms).
     """
-    n_out, n_in = wt.shape
+    parts = (wt,) if isinstance(wt, Matrix) else wt
+    n_in = parts[0].shape[1]
+    heights = [part.shape[0] for part in parts]
+    n_out = sum(heights)
     nrows = x.shape[0]
     # X as stored (by row: X, by column: X'), tiles of X' cut from it (keep FP32 FP32)
     by_row = _by_row(x)
@@ -789,25 +795,49 @@ def plus_times_dense(x: Matrix, wt: Matrix) -> Matrix:
             recycle(source)
         else:
             xt = source
-        return give(_tile_product(wt, xt, x.dtype), x.dtype, by_row=False)
+        zts = _tile_products(parts, xt, x.dtype)
+        if len(zts) > 1:  # Z' = [Z1'; Z2']
+            zt = aligned_empty(n_out, nrows, source.dtype)
+            zt[: heights[0]], zt[heights[0] :] = zts
+            for part in zts:
+                recycle(part)
+            zts = [zt]
+        return give(zts[0], x.dtype, by_row=False)
     z = np.empty((nrows, n_out), source.dtype)
+    offsets = np.cumsum([0, *heights[:-1]])
     for start in range(0, nrows, tile):  # tiles of rows keep X' and Z' in cache
         stop = min(start + tile, nrows)
-        zt = _tile_product(wt, cut(start, stop), x.dtype)
-        transpose_into(z[start:stop], zt[:, : stop - start])
-        recycle(zt)
+        zts = _tile_products(parts, cut(start, stop), x.dtype)
+        for first, zt in zip(offsets, zts, strict=True):
+            transpose_into(z[start:stop, first : first + zt.shape[0]], zt[:, : stop - start])
+            recycle(zt)
     recycle(source)
     return give(z, x.dtype)
 
 
-def _tile_product(wt: Matrix, xt: np.ndarray, dtype: DataType) -> np.ndarray:
-    """``W' X'`` for one tile ``X'`` (recycled afterwards), as a NumPy array."""
-    c = give(aligned_zeros(wt.shape[0], xt.shape[1], xt.dtype), dtype)
+def _tile_products(parts: tuple[Matrix, ...], xt: np.ndarray, dtype: DataType) -> list[np.ndarray]:
+    """``W' X'`` for one tile ``X'`` (recycled afterwards) as NumPy arrays, one per
+    part of ``W'``: the second, if any, on the helper thread."""
+    # the results made here, where the memory is recycled
+    zts = [give(aligned_zeros(part.shape[0], xt.shape[1], xt.dtype), dtype) for part in parts]
     xt_m = give(xt, dtype)
-    # Z' = 0, then Z' += W' X'
-    _mxm(c, wt, xt_m, accumulate=True)
+
+    def product(i: int) -> np.ndarray:
+        # Z_i' = 0, then Z_i' += W_i' X'
+        _mxm(zts[i], parts[i], xt_m, accumulate=True)
+        return _take(zts[i])
+
+    if len(parts) == 1:
+        out = [product(0)]
+    else:
+
+        def second() -> np.ndarray:
+            with batch_threads():  # one thread, as every kernel
+                return product(1)
+
+        out = list(helper.run_beside(lambda: product(0), second))
     recycle(_take(xt_m))
-    return _take(c)
+    return out
 
 
 def plus_times_blas(x: Matrix, w_dense: np.ndarray) -> Matrix:

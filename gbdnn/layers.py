@@ -189,7 +189,7 @@ class Product:
         return self._stored.ncols
 
     def row_seconds(self) -> float:
-        """None when a dense batch goes to BLAS, which uses every core itself (and
+        """Zero when a dense batch goes to BLAS, which uses every core itself (and
         would read the whole weight once per batch); else the dense kernel's work."""
         n_in, n_out, nnz = self._dims
         rows = 64  # a typical batch per thread
@@ -206,20 +206,22 @@ class Product:
         """
         nnz_x = kernels.nvals(z)
         nrows = z.shape[0]
+        costs = tuning.current_costs()
+        alone = kernels.spare_core()  # a batch alone: the helper thread's core to spare
         kind = tuning.choose(
             self.path,
             nrows,
             nnz_x,
             *self._dims,
+            costs,
             kernels=self._kernels,
             spread=self._spread,
+            alone=alone,
         )
         n_in, _, nnz_w = self._dims
         sparse_x = nnz_x < nrows * n_in
         if kind == "sparse":
-            fill = sparse_x and tuning.fills(
-                nrows, nnz_x, *self._dims, tuning.current_costs(), self._spread
-            )
+            fill = sparse_x and tuning.fills(nrows, nnz_x, *self._dims, costs, self._spread)
             out = kernels.plus_times(z, self._stored, fill=fill, full=not sparse_x)
             if sparse_x and not fill:
                 macs = tuning.multiply_adds(nnz_x, nnz_w, n_in)
@@ -227,10 +229,11 @@ class Product:
                     self._spread = kernels.nvals(out) / macs
             return out
         if kind == "dense":
+            if alone and tuning.dense_splits(nrows, *self._dims, costs):
+                return kernels.plus_times_dense(z, self._weight_halves())
             return kernels.plus_times_dense(z, self._weight_t())
         if kind == "dot":
-            costs = tuning.current_costs()
-            if kernels.spare_core() and tuning.splits(nrows, *self._dims[1:], costs):
+            if alone and tuning.splits(nrows, *self._dims[1:], costs):
                 return kernels.plus_times_dot_halves(z, self._weight_halves(), full=not sparse_x)
             return kernels.plus_times_dot(z, self._weight_t(), full=not sparse_x)
         return kernels.plus_times_blas(z, self._weight_dense())

@@ -34,7 +34,16 @@ call (``*_call``; per tile for the dense kernel, see
               result: ``dense_mac * b16 nnz(W)``, ``b16`` the batch padded to
               whole tiles, plus ``dense_entry * b16 (in + out)`` for
               making ``X'`` and ``Z`` (a transpose in, and one out for
-              batches of more than one tile).
+              batches of more than one tile). A batch that runs alone with a
+              core to spare (:func:`gbdnn.kernels.spare_core`) shares each
+              tile's product with the helper thread where that takes at most
+              ``SPLIT_MAX_RATIO`` of one thread's time (:func:`dense_splits`):
+              ``split_call`` per tile (the hand-over), ``dense_split_entry``
+              per entry of ``X'`` and ``Z'`` (the tiles crossing between the
+              cores), and ``dense_split_share`` of one thread's time. This is
+              part of the kernel choice: a tile stays in cache, and the share
+              measured on 64-256 rows through 1024- to 4096-wide weights
+              60-95 % sparse was 0.53-0.58.
 ``"dot"``     :func:`gbdnn.kernels.plus_times_dot`, ``X (W')'`` as dot products
               of rows accumulated into a full zero result:
               ``dot_mac * b nnz(W) + dot_entry * b out``, one ``dot_entry``
@@ -52,7 +61,7 @@ call (``*_call``; per tile for the dense kernel, see
               Once picked, it shares a product with the helper thread where
               that is cheaper (:func:`splits`) and the batch runs alone with a
               core to spare (:func:`gbdnn.kernels.spare_core`):
-              ``dot_split_call + dot_split_share * work``, the share more than
+              ``split_call + dot_split_share * work``, the share more than
               half where the two cores contend for memory. The pick itself
               is made on one thread's estimate: what the second core gains
               depends on memory bandwidth, which these in-cache costs do not
@@ -62,7 +71,15 @@ call (``*_call``; per tile for the dense kernel, see
               ``(blas_mac * b + blas_weight) * in * out``; ``blas_weight`` is
               reading the dense weight once per call, what dominates a small
               batch (a matrix-vector product is limited by memory, not by
-              arithmetic).
+              arithmetic). BLAS uses every core itself, so calls from busy
+              batch threads take turns: measured so, with every worker busy,
+              each call costs what all the workers' calls do together. A
+              batch that runs alone (:func:`gbdnn.kernels.spare_core`) has
+              BLAS to itself: ``blas_alone_share`` of that work (measured
+              0.44-0.51 on two cores, 1 to 512 rows through 2048- and
+              4096-wide weights; priced as busy, 64 rows through 4096x4096
+              at 75 % went to the dense kernel at 19.5 ms, against BLAS's
+              11.3).
 
 Every kernel but Gustavson reads ``X`` full: a sparse ``X`` is made full
 first, ``fill_call + fill_entry * b in`` more (:func:`gbdnn.kernels.dense_rows`).
@@ -153,7 +170,8 @@ CHANGED_COSTS = {2: ("dot_mac", "dot_entry", "dot_call")}
 @dataclass(frozen=True)
 class Costs:
     """Wall seconds per call and per unit of work of each kernel, every worker busy
-    (as in predict); ``dot_split_share`` is a fraction (of the dot kernel's work)."""
+    (as in predict); the ``*_share`` costs are fractions (of the dot and dense
+    kernels' time on one thread, of BLAS's work with every worker busy)."""
 
     sparse_mac: float = 6.3e-10
     sparse_out: float = 1.6e-08
@@ -171,9 +189,12 @@ class Costs:
     dense_call: float = 3.1e-05
     fill_call: float = 1.1e-05
     dot_call: float = 6.5e-06
-    dot_split_call: float = 6.6e-05
+    split_call: float = 6.6e-05
     dot_split_share: float = 0.52
+    dense_split_entry: float = 1.3e-09
+    dense_split_share: float = 0.54
     blas_call: float = 1e-05
+    blas_alone_share: float = 0.47
 
     def __post_init__(self) -> None:
         # every batch looks its kernel choice up by these costs: hash them once (1 us)
@@ -184,7 +205,7 @@ class Costs:
 
 
 #: The costs that are fractions, not seconds.
-FRACTIONS = ("dot_split_share",)
+FRACTIONS = ("dot_split_share", "dense_split_share", "blas_alone_share")
 
 
 def cache_path() -> Path:
@@ -276,26 +297,57 @@ def estimates(
     nnz_w: int,
     costs: Costs | None = None,
     spread: float | None = None,
+    alone: bool = False,
 ) -> dict[str, float]:
     """Modelled seconds of each kernel for one product (see the module documentation).
 
     ``spread``: entries of Z per multiply-add of the sparse kernel, as last
-    seen on this layer (None: not seen, counted as 0).
+    seen on this layer (None: not seen, counted as 0). ``alone``: the batch runs
+    alone with a core to spare, BLAS not taking turns with other batches.
     """
     c = costs or current_costs()
-    tiles = -(-nrows // tile_rows(n_in, n_out, 4))
     full = nnz_x == nrows * n_in
     fill = _fill_seconds(nrows, nnz_x, n_in, c)
+    blas = c.blas_alone_share if alone else 1.0  # BLAS's share of its work with every worker busy
+    dense = _dense_seconds(nrows, n_in, n_out, nnz_w, c)
+    if alone and dense_splits(nrows, n_in, n_out, nnz_w, c):
+        dense = _dense_shared(nrows, n_in, n_out, dense, c)
     return {
         "sparse": c.sparse_call + min(_sparse_seconds(nrows, nnz_x, n_in, n_out, nnz_w, c, spread)),
-        "dense": c.dense_call * tiles
-        + fill
-        + (c.dense_mac * nnz_w + c.dense_entry * (n_in + n_out)) * padded_width(nrows),
+        "dense": fill + dense,
         "dot": c.dot_call + _dot_seconds(nrows, n_out, nnz_w, c)
         if nrows <= DOT_MAX_ROWS and full and (nrows == 1 or nnz_w >= nrows * n_in)
         else float("inf"),
-        "blas": c.blas_call + fill + (c.blas_mac * nrows + c.blas_weight) * n_in * n_out,
+        "blas": c.blas_call + fill + blas * (c.blas_mac * nrows + c.blas_weight) * n_in * n_out,
     }
+
+
+def _dense_seconds(nrows: int, n_in: int, n_out: int, nnz_w: int, c: Costs) -> float:
+    """The dense kernel's time on one thread, a full ``X``."""
+    tiles = -(-nrows // tile_rows(n_in, n_out, 4))
+    return c.dense_call * tiles + (
+        c.dense_mac * nnz_w + c.dense_entry * (n_in + n_out)
+    ) * padded_width(nrows)
+
+
+def _dense_shared(nrows: int, n_in: int, n_out: int, one: float, c: Costs) -> float:
+    """The dense kernel's time shared with the helper thread, ``one`` on one thread: a
+    hand-over per tile, the tiles crossing between the cores, a share of the rest."""
+    tiles = -(-nrows // tile_rows(n_in, n_out, 4))
+    moved = padded_width(nrows) * (n_in + n_out)
+    return c.split_call * tiles + c.dense_split_entry * moved + c.dense_split_share * one
+
+
+@lru_cache(maxsize=4096)
+def dense_splits(nrows: int, n_in: int, n_out: int, nnz_w: int, costs: Costs) -> bool:
+    """Whether the dense kernel shares a product with the helper thread, given a core
+    to spare (``W'`` in halves, :func:`gbdnn.kernels.plus_times_dense`): where that
+    takes at most ``SPLIT_MAX_RATIO`` of its time on one thread (see the module
+    documentation). Measured: 64 rows through 4096x4096 at 90 % took 0.61x the
+    time on one thread, at 99 % 1.07x; 16 rows through 1024x1024 at 90 % 1.46x."""
+    one = _dense_seconds(nrows, n_in, n_out, nnz_w, costs)
+    shared = _dense_shared(nrows, n_in, n_out, one, costs)
+    return n_out >= 2 and shared <= SPLIT_MAX_RATIO * one
 
 
 def _dot_seconds(nrows: int, n_out: int, nnz_w: int, c: Costs) -> float:
@@ -306,12 +358,12 @@ def _dot_seconds(nrows: int, n_out: int, nnz_w: int, c: Costs) -> float:
 @lru_cache(maxsize=4096)
 def splits(nrows: int, n_out: int, nnz_w: int, costs: Costs) -> bool:
     """Whether the dot kernel shares a product with the helper thread, given a core to
-    spare (:func:`gbdnn.kernels.plus_times_dot_halves`): where ``dot_split_call`` and
+    spare (:func:`gbdnn.kernels.plus_times_dot_halves`): where ``split_call`` and
     the share of the work that the caller waits for cost at most ``SPLIT_MAX_RATIO``
     of the whole work on one thread (the work as in cache: a large weight's is
     underestimated, so a product near the line stays on one thread)."""
     dot = _dot_seconds(nrows, n_out, nnz_w, costs)
-    shared = costs.dot_split_call + costs.dot_split_share * dot
+    shared = costs.split_call + costs.dot_split_share * dot
     return n_out >= 2 and shared <= SPLIT_MAX_RATIO * dot
 
 
@@ -373,18 +425,19 @@ def choose(
     *,
     kernels: tuple[str, ...] = KERNELS,
     spread: float | None = None,
+    alone: bool = False,
 ) -> str:
     """The kernel (one of ``KERNELS``) for one product.
 
     ``kernels`` limits the choice (integer layers have no BLAS kernel);
-    ``spread`` is passed to :func:`estimates`.
+    ``spread`` and ``alone`` are passed to :func:`estimates`.
     """
     if path in kernels:
         return path
     if path != "auto":
         raise ParameterError(f"path {path!r} is not one of this layer's kernels {kernels}")
     costs = costs or current_costs()
-    return _cheapest(nrows, nnz_x, n_in, n_out, nnz_w, costs, kernels, spread)
+    return _cheapest(nrows, nnz_x, n_in, n_out, nnz_w, costs, kernels, spread, alone)
 
 
 @lru_cache(maxsize=4096)
@@ -397,10 +450,11 @@ def _cheapest(
     costs: Costs,
     kernels: tuple[str, ...],
     spread: float | None,
+    alone: bool,
 ) -> str:
     """The kernel of least estimate, remembered: a layer asks the same question for
     every batch of the same shape, and the estimate was a tenth of a one-row call."""
-    estimate = estimates(nrows, nnz_x, n_in, n_out, nnz_w, costs, spread)
+    estimate = estimates(nrows, nnz_x, n_in, n_out, nnz_w, costs, spread, alone)
     return min(kernels, key=estimate.__getitem__)
 
 
@@ -498,18 +552,23 @@ def _calls_seconds(calls: dict, repeats: int = 300) -> dict[str, float]:
 
 
 def _split_costs(t: dict[str, float]) -> dict[str, float]:
-    """``dot_split_call`` and ``dot_split_share`` from the one-row times ``t`` of the dot
+    """``split_call`` and ``dot_split_share`` from the one-row times ``t`` of the dot
     kernel on one thread (``dot_mid``, ``dot_big``) and shared (``split_mid``,
     ``split_big``): the shared time against the one-thread work, a line through two
     points. A share of at least 1 means never shared."""
-    work = [t[f"dot_{w}"] - t["dot"] for w in ("mid", "big")]
-    shared = [t[f"split_{w}"] - t["dot"] for w in ("mid", "big")]
-    share = (shared[1] - shared[0]) / max(work[1] - work[0], 1e-12)
+    call, share = _line(
+        [t[f"dot_{w}"] - t["dot"] for w in ("mid", "big")],
+        [t[f"split_{w}"] - t["dot"] for w in ("mid", "big")],
+    )
+    return {"split_call": call, "dot_split_share": share}
+
+
+def _line(one: list[float], shared: list[float]) -> tuple[float, float]:
+    """``(call, share)``: the line ``shared = call + share * one`` through two products
+    timed on one thread (``one``) and shared with the helper thread (``shared``)."""
+    share = (shared[1] - shared[0]) / max(one[1] - one[0], 1e-12)
     share = min(max(share, 0.5), 1.0)  # never less than half: two cores
-    return {
-        "dot_split_call": max(shared[0] - share * work[0], 1e-12),
-        "dot_split_share": share,
-    }
+    return max(shared[0] - share * one[0], 1e-12), share
 
 
 def calibrate(
@@ -579,7 +638,8 @@ def _measure(size: int, rows: int, threads: int) -> Costs:
     multiply-adds from the loop over activations), and on 10 % and 30 % dense
     rows through weights 0.2-20 % dense (multiply-adds against result
     entries, fitted over the eight products); making 30 % dense rows full; BLAS once
-    more on one-row batches, which measures reading the weight, and the sparse
+    more on one-row batches, which measures reading the weight, and on one full
+    batch alone (``blas_alone_share``: BLAS not taking turns); the sparse
     kernel on one row and on ``rows`` rows of one batch alone, whose
     difference does; the dense kernel once more on an empty weight, which
     measures making ``X'`` and ``Z``. The fixed costs are each kernel's
@@ -647,12 +707,31 @@ def _measure(size: int, rows: int, threads: int) -> Costs:
     empty = kernels.sparse_format(gb.Matrix(wt.dtype, size, size))
     moving = _call_seconds(lambda x: kernels.plus_times_dense(x, empty), full[0])
     moved = padded_width(rows) * 2 * size  # padded rows x (in + out), as in estimates
-    # (blas_mac * b + blas_weight) * size^2 at b = rows and b = 1
-    many, one = (
-        _seconds(lambda x: kernels.plus_times_blas(x, w), xs) / size**2
-        for xs in (full, [batch(1, 1) for _ in range(threads)])
-    )
+    # ... shared with the helper thread, a batch alone: dense_split_entry * moved +
+    # dense_split_share * its time on one thread, a line through this weight and a denser
+    split, split_costs = helper.available(), {}
+    if split:
+        dense_split = {}
+        for name, (weights, weights_t) in (("low", (wm, wt)), ("high", weight(0.4)[1:3])):
+            for way, wts in (("one", weights_t), ("two", kernels.transposed_halves(weights))):
+                dense_split[f"{way}_{name}"] = (
+                    lambda x, wts=wts: kernels.plus_times_dense(x, wts),
+                    full[0],
+                )
+        t = _calls_seconds(dense_split, repeats=21)
+        # (the hand-overs, split_call each, are taken off below)
+        dense_split, share = _line([t["one_low"], t["one_high"]], [t["two_low"], t["two_high"]])
+        split_costs = {"dense_split_share": share}
+        tiles = -(-rows // tile_rows(size, size, 4))
+
+    # (blas_mac * b + blas_weight) * size^2 at b = rows and b = 1, every worker busy; and
+    # the full batch alone, BLAS not taking turns: blas_alone_share of that
+    def blas(x):
+        return kernels.plus_times_blas(x, w)
+
+    many, one = (_seconds(blas, xs) / size**2 for xs in (full, [batch(1, 1) for _ in full]))
     blas_mac = max((many - one) / (rows - 1), 1e-14)
+    blas_alone_share = min(_seconds(blas, full[:1]) / size**2 / many, 1.0)
     # fixed costs: one row through a tiny layer, on the caller's thread as small inputs run
     size = 64
     tiny = batch(1, 1)
@@ -679,8 +758,7 @@ def _measure(size: int, rows: int, threads: int) -> Costs:
     }
     # the same dot products shared with the helper thread, on another core, here and
     # through a weight out of the L2 cache (5 MB, as one row through 4096x4096 at 98 %,
-    # where the two cores contend for memory): dot_split_call + dot_split_share * work
-    split = helper.available()
+    # where the two cores contend for memory): split_call + dot_split_share * work
     if split:
         big, big_t = weight(0.4)[1:3]
         one_row["dot_big"] = (lambda x: kernels.plus_times_dot(x, big_t), row)
@@ -692,7 +770,10 @@ def _measure(size: int, rows: int, threads: int) -> Costs:
     dense_entry = max(moving - calls["dense"], 1e-12) / moved
     dot_mac = max(t["dot_mid"] - t["dot_low"], 1e-14) / (mid_nnz - low_nnz)
     dot_entry = max(t["dot_low"] - calls["dot"] - dot_mac * low_nnz, 1e-14) / size
-    split_costs = _split_costs(t) if split else {}  # (never used: no core to spare)
+    if split:  # (else never used: no core to spare)
+        split_costs |= _split_costs(t)
+        handed = split_costs["split_call"] * tiles
+        split_costs["dense_split_entry"] = max(dense_split - handed, 1e-14) / moved
     sparse_row = t["sparse_row"] - calls["sparse"]
     sparse_row -= sparse_full_mac * mid_nnz + sparse_full_entry * 2 * size
     return Costs(
@@ -708,6 +789,7 @@ def _measure(size: int, rows: int, threads: int) -> Costs:
         dot_entry=dot_entry,
         blas_mac=blas_mac,
         blas_weight=max(one - blas_mac, 1e-14),
+        blas_alone_share=blas_alone_share,
         **{f"{kernel}_call": seconds for kernel, seconds in calls.items()},
         **split_costs,
     )

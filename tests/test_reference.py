@@ -223,9 +223,9 @@ def test_path_choice():
     work = tuning._dot_seconds(1, 4096, 4096 * 410, costs)
     call = (tuning.SPLIT_MAX_RATIO - costs.dot_split_share) * work
     for factor, shared in ((0.99, True), (1.01, False)):
-        near = dataclasses.replace(costs, dot_split_call=factor * call)
+        near = dataclasses.replace(costs, split_call=factor * call)
         assert tuning.splits(1, 4096, 4096 * 410, near) == shared
-    assert not tuning.splits(1, 1, 4096, dataclasses.replace(costs, dot_split_call=0.0))
+    assert not tuning.splits(1, 1, 4096, dataclasses.replace(costs, split_call=0.0))
     assert not tuning.splits(1, 4096, 4096 * 410, dataclasses.replace(costs, dot_split_share=1.0))
     no_weight = dataclasses.replace(costs, sparse_weight=0.0)
     assert tuning.choose("auto", 1, 1024, 1024, 1024, 52429, no_weight) == "sparse"
@@ -271,6 +271,32 @@ def test_path_choice():
         made_full = costs.fill_call + costs.fill_entry * 64 * 1024
         assert sparse_x[kernel] - full_x[kernel] == pytest.approx(made_full)
     assert tuning.choose("blas", 1, 1, 10, 10, 1, costs) == "blas"
+    # a batch alone has BLAS to itself, where busy batches take turns, and shares the
+    # dense kernel's products with the helper thread: 64 rows through 4096x4096 at 75 %
+    # (measured alone: the dense kernel 19.5 ms on one thread, 13.5 shared, BLAS 11.3)
+    at_75 = (64, 64 * 4096, 4096, 4096, 4096 * 1024, costs)
+    busy, alone = tuning.estimates(*at_75), tuning.estimates(*at_75, alone=True)
+    assert alone["blas"] - costs.blas_call == pytest.approx(
+        costs.blas_alone_share * (busy["blas"] - costs.blas_call)
+    )
+    assert tuning.dense_splits(*at_75[:1], *at_75[2:])
+    assert alone["dense"] == pytest.approx(  # one tile of 64 rows, one hand-over
+        costs.split_call
+        + costs.dense_split_entry * 64 * 8192
+        + costs.dense_split_share * busy["dense"]
+    )
+    assert alone["sparse"] == busy["sparse"] and alone["dot"] == busy["dot"]
+    assert tuning.choose("auto", *at_75) == "dense"
+    assert tuning.choose("auto", *at_75, alone=True) == "blas"
+    # shared: 64 rows through 4096x4096 at 90 % (measured: 0.61x one thread's time), not
+    # at 99 % (1.07x) nor 16 rows through 1024x1024 at 90 % (1.46x), where what the
+    # hand-over and the tiles crossing between the cores cost is a larger part
+    assert tuning.dense_splits(64, 4096, 4096, 1677722, costs)
+    assert tuning.choose("auto", 64, 64 * 4096, 4096, 4096, 1677722, costs, alone=True) == "dense"
+    assert not tuning.dense_splits(64, 4096, 4096, 167772, costs)
+    assert not tuning.dense_splits(16, 1024, 1024, 104858, costs)
+    at_99 = (64, 64 * 4096, 4096, 4096, 167772, costs)
+    assert tuning.estimates(*at_99, alone=True)["dense"] == tuning.estimates(*at_99)["dense"]
     # choices are remembered, the costs part of the question: other costs, other answer
     slow_dense = dataclasses.replace(costs, dense_mac=1.0, sparse_full_mac=1.0)
     assert tuning.choose("auto", 64, 64 * 4096, 4096, 4096, 4096 * 205, slow_dense) == "blas"
@@ -422,7 +448,7 @@ def test_split_costs_are_a_line_through_two_shared_products():
         return t
 
     got = tuning._split_costs(times(60e-6, 0.6))
-    assert got == pytest.approx({"dot_split_call": 60e-6, "dot_split_share": 0.6})
+    assert got == pytest.approx({"split_call": 60e-6, "dot_split_share": 0.6})
     # two cores take at least half each; a share over 1 (noise) is never shared
     assert tuning._split_costs(times(60e-6, 0.3))["dot_split_share"] == 0.5
     assert tuning._split_costs(times(60e-6, 1.4))["dot_split_share"] == 1.0
@@ -613,6 +639,38 @@ def test_dot_kernel_halves_give_its_bits(dtype, zeros):
             assert (err <= bound(x, [w], [None], unit)).all()
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int32"])
+def test_dense_kernel_halves_give_its_bits(dtype):
+    # each tile's product, half on the helper thread: bit for bit the one-thread result,
+    # for a batch of one tile (Z by column), one padded tile, several tiles, and X by column
+    from gbdnn import kernels
+
+    rng = np.random.default_rng(17)
+    w = random_weights(rng, 300, 71, density=0.2)
+    if dtype == "int32":
+        w = np.round(w * 50)
+    w = w.astype(dtype)
+    wm = kernels.sparse_format(Matrix.from_dense(w, missing_value=0))
+    wt, halves = kernels.sparse_format(wm.T.new()), kernels.transposed_halves(wm)
+    tile = kernels.tile_rows(300, 71, np.dtype(dtype).itemsize)
+    for rows in (16, 20, 2 * tile + 5):
+        x = rng.normal(size=(rows, 300))
+        x = np.round(x * 10).astype(dtype) if dtype == "int32" else x.astype(dtype)
+        for xm in (Matrix.from_dense(x), Matrix.ss.import_fullc(np.asfortranarray(x))):
+            with kernels.batch_threads():
+                whole = kernels.plus_times_dense(xm, wt)
+                shared = kernels.plus_times_dense(xm, halves)
+            assert shared.shape == (rows, 71) and shared.dtype == whole.dtype
+            assert shared.ss.format == whole.ss.format
+            np.testing.assert_array_equal(shared.to_dense(), whole.to_dense())
+            if dtype == "int32":  # exact
+                np.testing.assert_array_equal(shared.to_dense(), x.astype(np.int64) @ w)
+            else:
+                unit = FP32 if dtype == "float32" else FP64
+                err = np.abs(shared.to_dense() - x.astype(np.float64) @ w)
+                assert (err <= bound(x, [w], [None], unit)).all()
+
+
 def test_weights_cut_in_two_by_columns_of_equal_entries():
     from gbdnn import ShapeError, kernels
 
@@ -636,29 +694,41 @@ def test_weights_cut_in_two_by_columns_of_equal_entries():
 
 
 @pytest.mark.skipif(not gbdnn.helper.available(), reason="needs two cores and sched_getcpu")
-def test_a_lone_batch_shares_large_dot_products_with_the_helper(monkeypatch):
+@pytest.mark.parametrize("path", ["dot", "dense"])
+def test_a_lone_batch_shares_large_products_with_the_helper(monkeypatch, path):
     from gbdnn import kernels, runner, tuning
 
     shared = []
-    halves = kernels.plus_times_dot_halves
-    monkeypatch.setattr(
-        kernels, "plus_times_dot_halves", lambda *a, **k: shared.append(1) or halves(*a, **k)
-    )
+    name = {"dot": "plus_times_dot_halves", "dense": "plus_times_dense"}[path]
+    kernel = getattr(kernels, name)
+
+    def spy(x, w, **kwargs):
+        shared.extend([1] if isinstance(w, tuple) else [])  # W' in halves
+        return kernel(x, w, **kwargs)
+
+    monkeypatch.setattr(kernels, name, spy)
     rng = np.random.default_rng(15)
     w = random_weights(rng, 400, 300, density=0.5).astype(np.float32)
     x = rng.normal(size=(3, 400)).astype(np.float32)
-    layer = gbdnn.Linear(w, rng.normal(size=300), path="dot")
+    layer = gbdnn.Linear(w, rng.normal(size=300), path=path)
+    splits = {
+        "dot": lambda c: tuning.splits(3, 300, layer.nnz, c),
+        "dense": lambda c: tuning.dense_splits(3, 400, 300, layer.nnz, c),
+    }[path]
 
     def calls(costs, **kwargs):
         shared.clear()
         monkeypatch.setattr(tuning, "current_costs", lambda: costs)
         return layer(x, **kwargs), len(shared)
 
-    work = tuning._dot_seconds(3, 300, layer.nnz, tuning.Costs())
-    cheap, dear = (tuning.Costs(dot_split_call=f * work) for f in (0.1, 0.5))
+    work = {
+        "dot": tuning._dot_seconds(3, 300, layer.nnz, tuning.Costs()),
+        "dense": tuning._dense_seconds(3, 400, 300, layer.nnz, tuning.Costs()),
+    }[path]
+    cheap, dear = (tuning.Costs(split_call=f * work, dense_split_entry=1e-14) for f in (0.1, 0.5))
     alone, n = calls(cheap)
-    assert n == 1 and tuning.splits(3, 300, layer.nnz, cheap)
-    assert calls(dear)[1] == 0 and not tuning.splits(3, 300, layer.nnz, dear)
+    assert n == 1 and splits(cheap)
+    assert calls(dear)[1] == 0 and not splits(dear)
     one_thread, n = calls(cheap, threads=1)  # no core to spare
     assert n == 0
     np.testing.assert_array_equal(alone, one_thread)
@@ -1041,6 +1111,35 @@ def test_blas_layers_run_as_one_batch():
     )
     model = gbdnn.Sequential([sparse, gbdnn.ReLU(), dense])
     assert model.row_seconds() == sparse.row_seconds()
+
+
+@pytest.mark.parametrize(
+    ("threads", "nrows", "alone"), [(2, 4, True), (1, 4, False), (2, 64, False)]
+)
+def test_a_batch_alone_prices_blas_alone(monkeypatch, threads, nrows, alone):
+    # a batch that runs alone with a core to spare has BLAS to itself; batch threads
+    # (or threads=1, leaving no core to spare) price it as taking turns
+    from gbdnn import tuning
+
+    rng = np.random.default_rng(30)
+    w = rng.normal(size=(64, 32)) * (rng.random((64, 32)) < 0.5)
+    layer = gbdnn.Linear(w, dtype="float64")
+    asked = []
+    real_choose = tuning.choose
+
+    def choose(*args, **kwargs):
+        if "spread" in kwargs:  # a batch's product (not row_seconds' estimate)
+            asked.append(kwargs["alone"])
+        return real_choose(*args, **kwargs)
+
+    monkeypatch.setattr(tuning, "choose", choose)
+    # enough work per row for batch threads at 64 rows, not at 4
+    monkeypatch.setattr(layer, "row_seconds", lambda: 0.001)
+    x = rng.normal(size=(nrows, 64))
+    got = gbdnn.Sequential([layer]).predict(x, threads=threads, batch_size=nrows // 2)
+    np.testing.assert_allclose(got, x @ w, rtol=1e-12, atol=1e-12)
+    expected = alone and gbdnn.kernels.helper.SUPPORTED
+    assert asked == [expected] * 2
 
 
 def test_small_inputs_run_batch_after_batch_on_the_callers_thread():
