@@ -1,17 +1,18 @@
 """Which kernel gbdnn's automatic choice took at each FP32 point of a crossover grid.
 
-The grid times the automatic choice and the sparse and dense kernels alone as
-separate implementations (in turn, round by round); when the choice picked one
-of them, the two timings of the same kernel still differ by the machine's
-noise, which a comparison of the two judges as much as the choice. This
-script replays each point (same data, same seed, this machine's costs) and
-records the kernel the cost model picked for every batch of the timed calls
-(after one warm-up call, as in the grid), then judges a sparse
-or dense pick by the kernels' own times from the grid. Dot and BLAS picks
-(kernels the grid does not time alone) are reported by the direct timing; a
-pick shared with the helper thread (``tuning.splits``, ``tuning.dense_splits``)
-as "dot, shared" or "dense, shared", judged as the kernel it shares (the grid's
-"gbdnn dense kernel" shares as the automatic choice does).
+The grid times the automatic choice and the sparse, dense and BLAS kernels
+alone as separate implementations (in turn, round by round); when the choice
+picked one of them, the two timings of the same kernel still differ by the
+machine's noise, which a comparison of the two judges as much as the choice.
+This script replays each point (same data, same seed, this machine's costs)
+and records the kernel the cost model picked for every batch of the timed
+calls (after one warm-up call, as in the grid), then judges a sparse, dense or
+BLAS pick by the kernels' own times from the grid (sparse and dense only in a
+grid of an older gbdnn, which timed no BLAS kernel alone). Dot picks (a kernel
+the grid does not time alone) are reported by the direct timing; a pick shared
+with the helper thread (``tuning.splits``, ``tuning.dense_splits``) as "dot,
+shared" or "dense, shared", a dense one judged by the dense kernel's time (the
+grid's "gbdnn dense kernel" shares as the automatic choice does).
 
     python bench/kernel_picks.py bench/results/default/crossover.csv
 """
@@ -25,7 +26,7 @@ from unittest import mock
 from gbdnn import kernels, tuning
 from gbdnn.bench import DEFAULT_GRID, load_rows
 from gbdnn.bench.crossover import _data
-from gbdnn.bench.peers import gbdnn_float
+from gbdnn.bench.peers import KERNEL_CHECKS, gbdnn_float
 
 
 def _picked(run) -> Counter:
@@ -76,7 +77,7 @@ def picks(csv_path: str) -> list[dict]:
         n_in, n_out = (int(v) for v in shape.split("x"))
         w, x = _data((n_in, n_out), batch, sparsity, activation, DEFAULT_GRID.seed)
         kinds = _picked(gbdnn_float(w, x, "float32")[0])
-        alone = {k: t[f"gbdnn {k} kernel"] for k in ("sparse", "dense")}
+        alone = {k: t[f"gbdnn {k} kernel"] for k in KERNEL_CHECKS if f"gbdnn {k} kernel" in t}
         best = min(alone, key=alone.get)
         (kind,) = kinds if len(kinds) == 1 else ("",)
         judged = alone.get(kind.removesuffix(", shared"))
@@ -107,7 +108,7 @@ def main() -> None:
     own = [r for r in rows if r["by"] == "own times"]
     print(f"{len(rows)} FP32 points; picks: {dict(by_kind)}")
     print(
-        f"sparse/dense picks judged by the kernels' own times: {len(own)}, "
+        f"picks judged by the kernels' own times: {len(own)}, "
         f"{sum(r['ratio'] <= args.limit for r in own)} within {args.limit:.2f}x of the faster"
     )
     print("| shape | batch | input zeros | weight sparsity | picked | / faster kernel | by |")

@@ -79,9 +79,11 @@ def test_kernel_choice_compares_within_one_value_type():
         {"gbdnn": {0.9: 1.2}, "gbdnn sparse kernel": {0.9: 1.0}, "gbdnn dense kernel": {0.9: 2.0}}
     )
     rows = [*fp32, dict(rows_for({"gbdnn": {0.9: 5.0}})[0], dtype="float64")]
-    (choice,) = kernel_choice(rows)
+    (choice,) = kernel_choice(rows)  # (a grid of an older gbdnn, no BLAS kernel alone)
     assert choice["dtype"] == "float32" and choice["best_kernel"] == "sparse"
     assert choice["ratio"] == pytest.approx(1.2)
+    (choice,) = kernel_choice([*rows, *rows_for({"gbdnn blas kernel": {0.9: 0.8}})])
+    assert choice["best_kernel"] == "blas" and choice["ratio"] == pytest.approx(1.5)
 
 
 @pytest.fixture
@@ -269,13 +271,14 @@ def test_kernel_picks_replays_the_automatic_choice(tmp_path, tiny):
     import kernel_picks
     import numpy as np
 
-    from gbdnn import tuning
+    from gbdnn import helper, tuning
     from gbdnn.bench.crossover import _data
+    from gbdnn.bench.peers import KERNEL_CHECKS
 
     grid = dataclasses.replace(
         tiny,
         dtypes=("float32",),
-        implementations=("gbdnn", "gbdnn sparse kernel", "gbdnn dense kernel"),
+        implementations=("gbdnn", "gbdnn sparse kernel", "gbdnn dense kernel", "gbdnn blas kernel"),
     )
     run_grid(grid, tmp_path, progress=False)
     rows = kernel_picks.picks(str(tmp_path / "crossover.csv"))
@@ -284,11 +287,18 @@ def test_kernel_picks_replays_the_automatic_choice(tmp_path, tiny):
         shape, batch, activation, sparsity = r["point"]
         n_in, n_out = (int(v) for v in shape.split("x"))
         w, x = _data((n_in, n_out), batch, sparsity, activation, grid.seed)
-        # three rows are one batch: the cost model's own answer
+        # three rows are one batch, alone with a core to spare if there is one: the
+        # cost model's own answer
         expected = tuning.choose(
-            "auto", batch, np.count_nonzero(x), n_in, n_out, np.count_nonzero(w)
+            "auto",
+            batch,
+            np.count_nonzero(x),
+            n_in,
+            n_out,
+            np.count_nonzero(w),
+            alone=helper.available(),
         )
         assert r["picked"] == {expected: 1}
         assert r["ratio"] > 0 and r["by"] == (
-            "own times" if expected in ("sparse", "dense") else "direct timing"
+            "own times" if expected in KERNEL_CHECKS else "direct timing"
         )

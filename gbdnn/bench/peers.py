@@ -26,7 +26,7 @@ from ..model import Sequential
 from ..quant import ActivationQuantizer, UniformQuantizer, quantize_model
 
 #: The kernels timed alone (FP32) against which the automatic choice is judged.
-KERNEL_CHECKS = ("sparse", "dense")
+KERNEL_CHECKS = ("sparse", "dense", "blas")
 #: gbdnn's own implementations: judged against the peers, not peers themselves.
 OURS = ("gbdnn", "gbdnn int8")
 #: Peers whose work does not depend on the weight sparsity (every zero is multiplied):
