@@ -23,6 +23,7 @@ import ctypes
 import math
 import sys
 import threading
+import weakref
 from collections import OrderedDict
 from typing import NamedTuple
 
@@ -423,6 +424,25 @@ def release(m: Matrix) -> None:
     empty matrix.
     """
     check_status(lib.GrB_Matrix_clear(m._carg), m)
+
+
+def freed_when_dropped(m: Matrix) -> Matrix:
+    """``m``, out of its reference cycle (see :func:`release`): a result handed to
+    the caller, freed as soon as the caller drops it.
+
+    The cycle runs through ``m.ss`` and its ``config``, which hold ``m``; they hold
+    a weak proxy of it instead, and work as before while ``m`` lives. Dropped in a
+    loop, 1024 rows through a 1024x1024 FP64 layer by BLAS took 26-34 ms a call
+    waiting for the collector (its memory page-faulted afresh each call), 22 ms
+    freed at once, NumPy's own product 20 ms. A python-graphblas whose accessor
+    holds its matrix otherwise is left as it is.
+    """
+    accessor = getattr(m, "ss", None)
+    config = getattr(accessor, "config", None)
+    if getattr(accessor, "_parent", None) is m and getattr(config, "_parent", None) is m:
+        proxy = weakref.proxy(m)
+        accessor._parent = config._parent = proxy
+    return m
 
 
 def give(values: np.ndarray, dtype: DataType, *, by_row: bool = True) -> Matrix:

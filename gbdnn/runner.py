@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from .convert import ArrayLike, family_of, from_matrices, row_slice, to_matrix
 from .dtypes import ValueType
 from .errors import ParameterError, ShapeError
-from .kernels import batch_threads, dense_into, release
+from .kernels import batch_threads, dense_into, freed_when_dropped, release
 
 Stage = Callable[[Matrix], Matrix]
 Output = Literal["auto", "numpy", "scipy", "graphblas"]
@@ -164,4 +164,5 @@ def run(
         return dense
     if not parts:
         parts = [Matrix(vtype.graphblas, 0, out_features)]
-    return from_matrices(parts, out_family, like=x)
+    out = from_matrices(parts, out_family, like=x)
+    return freed_when_dropped(out) if out_family == "graphblas" and out is not x else out

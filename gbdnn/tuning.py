@@ -97,7 +97,9 @@ batch shapes.
 
 The default costs are :func:`calibrate`'s on one of the project's 2-core
 machines, an AMD EPYC (2048-wide layers, not the benchmark grid's sizes; each
-the median of six runs; ``dot_split_*`` of three). Machines differ by more than their speed: the
+the median of six runs; ``split_call`` and ``dot_split_share`` of three;
+``dense_split_*`` and ``blas_alone_share`` of two calibrations of three runs each,
+in a slow spell of the machine). Machines differ by more than their speed: the
 2-core Xeons of earlier measurements took 4x as long per multiply-add of the
 sparse kernel's loop over a full ``X`` and per weight of BLAS's read of ``W``,
 2.7x per multiply-add of the dense kernel, 2x of BLAS's. Run
@@ -191,10 +193,10 @@ class Costs:
     dot_call: float = 6.5e-06
     split_call: float = 6.6e-05
     dot_split_share: float = 0.52
-    dense_split_entry: float = 1.3e-09
-    dense_split_share: float = 0.54
+    dense_split_entry: float = 5.4e-10
+    dense_split_share: float = 0.56
     blas_call: float = 1e-05
-    blas_alone_share: float = 0.47
+    blas_alone_share: float = 0.51
 
     def __post_init__(self) -> None:
         # every batch looks its kernel choice up by these costs: hash them once (1 us)

@@ -267,6 +267,29 @@ def test_settle_waits_while_a_thread_of_the_process_is_busy():
     assert waited < 0.5
 
 
+def test_readme_tables_replace_their_block_only(tmp_path, tiny, monkeypatch):
+    import readme_tables
+
+    run_grid(tiny, tmp_path, progress=False)
+    csv = str(tmp_path / "crossover.csv")
+    text = readme_tables.block(csv)
+    n = len(load_rows(csv))
+    assert text.startswith(readme_tables.START)
+    assert f"{n} measurements; {n} of {n} checked correct" in text
+    assert "| float32: shape |" in text and "| int8: shape |" in text
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        f"intro\n\n{readme_tables.START}old\n\n| old |\n\nThis grid was measured on x"
+    )
+    monkeypatch.setattr("sys.argv", ["readme_tables.py", csv, "--readme", str(readme)])
+    readme_tables.main()
+    assert readme.read_text() == f"intro\n\n{text}\n\nThis grid was measured on x"
+    readme.write_text("no block here")
+    with pytest.raises(SystemExit):
+        readme_tables.main()
+    assert readme.read_text() == "no block here"  # left as it was
+
+
 def test_kernel_picks_replays_the_automatic_choice(tmp_path, tiny):
     import kernel_picks
     import numpy as np

@@ -155,6 +155,40 @@ def test_result_comes_back_in_the_input_family(make, family):
     assert sp.issparse(as_scipy) and as_scipy.format == "csr"
 
 
+@pytest.mark.parametrize("batch_size", [None, 4])
+def test_a_graphblas_result_is_freed_when_dropped(batch_size):
+    # python-graphblas keeps every matrix in a reference cycle (its issue 559): a result
+    # handed to the caller is out of it, freed without the cyclic collector, and works
+    import gc
+    import weakref
+
+    rng = np.random.default_rng(3)
+    w = rng.normal(size=(6, 4))
+    model = gbdnn.Sequential([gbdnn.Linear(w, 0.5, dtype="float64")])
+    x = rng.normal(size=(9, 6))
+    mine = gb.Matrix.from_dense(x)
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        y = model(mine, batch_size=batch_size, threads=1)
+        np.testing.assert_allclose(y.to_dense(), x @ w + 0.5, rtol=1e-12)
+        assert y.ss.config["format"] == "by_row" and y.ss.format == "fullr"
+        y2 = y.dup()  # a copy of the caller's own: in the cycle, as python-graphblas makes it
+        np.testing.assert_array_equal(y2.to_dense(), y.to_dense())
+        y.ss.config["format"] = "by_col"  # (the config reaches the matrix through its proxy)
+        assert y.ss.format == "fullc"
+        exported = y.ss.export()
+        assert exported["format"] == "fullc" and exported["values"].shape == (9, 4)
+        alive = weakref.ref(y)
+        del y
+        assert alive() is None
+        # the caller's own matrix is left as it was: its accessor still holds it
+        assert mine.ss._parent is mine and model(mine, output="numpy").shape == (9, 4)
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def test_integer_and_bool_inputs_are_cast():
     w = np.array([[1.0, 2.0], [3.0, 4.0]])
     model = gbdnn.Sequential([gbdnn.Linear(w)])
