@@ -75,11 +75,16 @@ call (``*_call``; per tile for the dense kernel, see
               batch threads take turns: measured so, with every worker busy,
               each call costs what all the workers' calls do together. A
               batch that runs alone (:func:`gbdnn.kernels.spare_core`) has
-              BLAS to itself: ``blas_alone_share`` of that work (measured
-              0.44-0.51 on two cores, 1 to 512 rows through 2048- and
-              4096-wide weights; priced as busy, 64 rows through 4096x4096
-              at 75 % went to the dense kernel at 19.5 ms, against BLAS's
-              11.3).
+              BLAS to itself: ``blas_alone_share`` of its multiply-adds'
+              time (measured 0.44-0.51 on two cores, 1 to 512 rows through
+              2048- and 4096-wide weights; priced as busy, 64 rows through
+              4096x4096 at 75 % went to the dense kernel at 19.5 ms, against
+              BLAS's 11.3). Its read of the weight keeps the busy price:
+              calibrated on a weight within the L3 cache, ``blas_weight`` is
+              2-4x too low for one beyond it (one row through 4096x4096 FP32,
+              64 MB, alone: 1.3e-10 s a weight; calibrated, busy: 6-11e-11),
+              and halved it sent one row through 4096x4096 at 90 % to BLAS
+              (2.1 ms) instead of the shared dot kernel (0.5-0.6 ms).
 
 Every kernel but Gustavson reads ``X`` full: a sparse ``X`` is made full
 first, ``fill_call + fill_entry * b in`` more (:func:`gbdnn.kernels.dense_rows`).
@@ -310,7 +315,9 @@ def estimates(
     c = costs or current_costs()
     full = nnz_x == nrows * n_in
     fill = _fill_seconds(nrows, nnz_x, n_in, c)
-    blas = c.blas_alone_share if alone else 1.0  # BLAS's share of its work with every worker busy
+    # BLAS's share of its multiply-adds' time with every worker busy (not of its read
+    # of W: calibrated on a weight in the L3 cache, it is 2-4x too low for one out of it)
+    blas = c.blas_alone_share if alone else 1.0
     dense = _dense_seconds(nrows, n_in, n_out, nnz_w, c)
     if alone and dense_splits(nrows, n_in, n_out, nnz_w, c):
         dense = _dense_shared(nrows, n_in, n_out, dense, c)
@@ -320,7 +327,7 @@ def estimates(
         "dot": c.dot_call + _dot_seconds(nrows, n_out, nnz_w, c)
         if nrows <= DOT_MAX_ROWS and full and (nrows == 1 or nnz_w >= nrows * n_in)
         else float("inf"),
-        "blas": c.blas_call + fill + blas * (c.blas_mac * nrows + c.blas_weight) * n_in * n_out,
+        "blas": c.blas_call + fill + (blas * c.blas_mac * nrows + c.blas_weight) * n_in * n_out,
     }
 
 
