@@ -649,19 +649,39 @@ def test_kernel_rows_do_not_depend_on_the_batch(dtype, density, kernel, monkeypa
         np.testing.assert_array_equal(part.to_dense(dtype=dtype), whole[start:stop])
 
 
+def _halves_case(seed: int, dtype: str):
+    """Random weights 300 x 71 of ``dtype`` (integers for INT32), ``W'`` and its halves."""
+    from gbdnn import kernels
+
+    rng = np.random.default_rng(seed)
+    w = random_weights(rng, 300, 71, density=0.2)
+    if dtype == "int32":
+        w = np.round(w * 50)
+    w = w.astype(dtype)
+    wm = kernels.sparse_format(Matrix.from_dense(w, missing_value=0))
+    return rng, w, kernels.sparse_format(wm.T.new()), kernels.transposed_halves(wm)
+
+
+def _same_bits(shared: Matrix, whole: Matrix, x: np.ndarray, w: np.ndarray) -> None:
+    """``shared`` is ``whole`` bit for bit, and ``X W`` (exactly for integers)."""
+    assert shared.shape == whole.shape and shared.dtype == whole.dtype
+    assert shared.ss.format == whole.ss.format  # every entry, stored alike
+    np.testing.assert_array_equal(shared.to_dense(), whole.to_dense())
+    if x.dtype == np.int32:  # exact
+        np.testing.assert_array_equal(shared.to_dense(), x.astype(np.int64) @ w)
+    else:
+        unit = FP32 if x.dtype == np.float32 else FP64
+        err = np.abs(shared.to_dense() - x.astype(np.float64) @ w)
+        assert (err <= bound(x, [w], [None], unit)).all()
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64", "int32"])
 @pytest.mark.parametrize("zeros", [False, True])
 def test_dot_kernel_halves_give_its_bits(dtype, zeros):
     # the same dot products, half on the helper thread: bit for bit the one-thread result
     from gbdnn import kernels
 
-    rng = np.random.default_rng(13)
-    w = random_weights(rng, 300, 71, density=0.2)
-    if dtype == "int32":
-        w = np.round(w * 50)
-    w = w.astype(dtype)
-    wm = kernels.sparse_format(Matrix.from_dense(w, missing_value=0))
-    wt, halves = kernels.sparse_format(wm.T.new()), kernels.transposed_halves(wm)
+    rng, w, wt, halves = _halves_case(13, dtype)
     for rows in (1, 2, 4):
         x = rng.normal(size=(rows, 300)) * (rng.random((rows, 300)) < (0.5 if zeros else 1.1))
         x = np.round(x * 10).astype(dtype) if dtype == "int32" else x.astype(dtype)
@@ -669,15 +689,8 @@ def test_dot_kernel_halves_give_its_bits(dtype, zeros):
         with kernels.batch_threads():
             whole = kernels.plus_times_dot(xm, wt)
             shared = kernels.plus_times_dot_halves(xm, halves)
-        assert shared.shape == (rows, 71) and shared.dtype == whole.dtype
-        assert shared.ss.format == "fullr"  # every entry, as the one-thread kernel's
-        np.testing.assert_array_equal(shared.to_dense(), whole.to_dense())
-        if dtype == "int32":  # exact
-            np.testing.assert_array_equal(shared.to_dense(), x.astype(np.int64) @ w)
-        else:
-            unit = FP32 if dtype == "float32" else FP64
-            err = np.abs(shared.to_dense() - x.astype(np.float64) @ w)
-            assert (err <= bound(x, [w], [None], unit)).all()
+        assert shared.ss.format == "fullr"
+        _same_bits(shared, whole, x, w)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64", "int32"])
@@ -686,13 +699,7 @@ def test_dense_kernel_halves_give_its_bits(dtype):
     # for a batch of one tile (Z by column), one padded tile, several tiles, and X by column
     from gbdnn import kernels
 
-    rng = np.random.default_rng(17)
-    w = random_weights(rng, 300, 71, density=0.2)
-    if dtype == "int32":
-        w = np.round(w * 50)
-    w = w.astype(dtype)
-    wm = kernels.sparse_format(Matrix.from_dense(w, missing_value=0))
-    wt, halves = kernels.sparse_format(wm.T.new()), kernels.transposed_halves(wm)
+    rng, w, wt, halves = _halves_case(17, dtype)
     tile = kernels.tile_rows(300, 71, np.dtype(dtype).itemsize)
     for rows in (16, 20, 2 * tile + 5):
         x = rng.normal(size=(rows, 300))
@@ -701,15 +708,7 @@ def test_dense_kernel_halves_give_its_bits(dtype):
             with kernels.batch_threads():
                 whole = kernels.plus_times_dense(xm, wt)
                 shared = kernels.plus_times_dense(xm, halves)
-            assert shared.shape == (rows, 71) and shared.dtype == whole.dtype
-            assert shared.ss.format == whole.ss.format
-            np.testing.assert_array_equal(shared.to_dense(), whole.to_dense())
-            if dtype == "int32":  # exact
-                np.testing.assert_array_equal(shared.to_dense(), x.astype(np.int64) @ w)
-            else:
-                unit = FP32 if dtype == "float32" else FP64
-                err = np.abs(shared.to_dense() - x.astype(np.float64) @ w)
-                assert (err <= bound(x, [w], [None], unit)).all()
+            _same_bits(shared, whole, x, w)
 
 
 def test_weights_cut_in_two_by_columns_of_equal_entries():
