@@ -28,13 +28,13 @@ def block(csv_path: str) -> str:
     if not rows:
         raise ValueError(f"{csv_path} holds no grid row")
     env = rows[0]
-    versions = json.loads(env["versions"]) if isinstance(env["versions"], str) else env["versions"]
+    versions = json.loads(env["versions"])  # (a JSON string in the CSV)
     libraries = ", ".join(
         f"{NAMES.get(name, name)} {version}"
         for name, version in sorted(versions.items(), key=lambda kv: kv[0] in NAMES)
         if name != "gbdnn"
     )
-    correct = sum(str(r["correct"]) == "True" for r in rows)
+    correct = sum(r["correct"] for r in rows)
     cross = crossovers(rows)
     dtypes = list(dict.fromkeys(r["dtype"] for r in rows))
     return "\n\n".join(

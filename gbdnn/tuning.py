@@ -331,10 +331,14 @@ def estimates(
     }
 
 
+def _tiles(nrows: int, n_in: int, n_out: int) -> int:
+    """Tiles of the dense kernel for ``nrows`` rows (FP32, :func:`gbdnn.kernels.tile_rows`)."""
+    return -(-nrows // tile_rows(n_in, n_out, 4))
+
+
 def _dense_seconds(nrows: int, n_in: int, n_out: int, nnz_w: int, c: Costs) -> float:
     """The dense kernel's time on one thread, a full ``X``."""
-    tiles = -(-nrows // tile_rows(n_in, n_out, 4))
-    return c.dense_call * tiles + (
+    return c.dense_call * _tiles(nrows, n_in, n_out) + (
         c.dense_mac * nnz_w + c.dense_entry * (n_in + n_out)
     ) * padded_width(nrows)
 
@@ -342,9 +346,12 @@ def _dense_seconds(nrows: int, n_in: int, n_out: int, nnz_w: int, c: Costs) -> f
 def _dense_shared(nrows: int, n_in: int, n_out: int, one: float, c: Costs) -> float:
     """The dense kernel's time shared with the helper thread, ``one`` on one thread: a
     hand-over per tile, the tiles crossing between the cores, a share of the rest."""
-    tiles = -(-nrows // tile_rows(n_in, n_out, 4))
     moved = padded_width(nrows) * (n_in + n_out)
-    return c.split_call * tiles + c.dense_split_entry * moved + c.dense_split_share * one
+    return (
+        c.split_call * _tiles(nrows, n_in, n_out)
+        + c.dense_split_entry * moved
+        + c.dense_split_share * one
+    )
 
 
 @lru_cache(maxsize=4096)
@@ -720,18 +727,19 @@ def _measure(size: int, rows: int, threads: int) -> Costs:
     # dense_split_share * its time on one thread, a line through this weight and a denser
     split, split_costs = helper.available(), {}
     if split:
-        dense_split = {}
+        dense_calls = {}
         for name, (weights, weights_t) in (("low", (wm, wt)), ("high", weight(0.4)[1:3])):
             for way, wts in (("one", weights_t), ("two", kernels.transposed_halves(weights))):
-                dense_split[f"{way}_{name}"] = (
+                dense_calls[f"{way}_{name}"] = (
                     lambda x, wts=wts: kernels.plus_times_dense(x, wts),
                     full[0],
                 )
-        t = _calls_seconds(dense_split, repeats=21)
-        # (the hand-overs, split_call each, are taken off below)
-        dense_split, share = _line([t["one_low"], t["one_high"]], [t["two_low"], t["two_high"]])
+        t = _calls_seconds(dense_calls, repeats=21)
+        # the intercept: the hand-overs (split_call each, measured below) and the tiles'
+        # crossing between the cores (dense_split_entry per entry moved)
+        dense_fixed, share = _line([t["one_low"], t["one_high"]], [t["two_low"], t["two_high"]])
         split_costs = {"dense_split_share": share}
-        tiles = -(-rows // tile_rows(size, size, 4))
+        dense_tiles = _tiles(rows, size, size)
 
     # (blas_mac * b + blas_weight) * size^2 at b = rows and b = 1, every worker busy; and
     # the full batch alone, BLAS not taking turns: blas_alone_share of that
@@ -781,8 +789,8 @@ def _measure(size: int, rows: int, threads: int) -> Costs:
     dot_entry = max(t["dot_low"] - calls["dot"] - dot_mac * low_nnz, 1e-14) / size
     if split:  # (else never used: no core to spare)
         split_costs |= _split_costs(t)
-        handed = split_costs["split_call"] * tiles
-        split_costs["dense_split_entry"] = max(dense_split - handed, 1e-14) / moved
+        handed = split_costs["split_call"] * dense_tiles
+        split_costs["dense_split_entry"] = max(dense_fixed - handed, 1e-14) / moved
     sparse_row = t["sparse_row"] - calls["sparse"]
     sparse_row -= sparse_full_mac * mid_nnz + sparse_full_entry * 2 * size
     return Costs(
