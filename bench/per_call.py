@@ -13,6 +13,7 @@ every call then starts with cold caches and idle cores.
     python bench/per_call.py
     python bench/per_call.py --width 4096 --sparsity 0.99 --idle 20 --calls 200
     python bench/per_call.py --width 4096 --sparsity 0.9 --rows 64 --calls 200
+    python bench/per_call.py --width 1024 --sparsity 0 --rows 1024 --dtype float64 --calls 50
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=1024, help="layer width")
     parser.add_argument("--sparsity", type=float, default=0.999, help="weight sparsity")
     parser.add_argument("--rows", type=int, default=1, help="rows of the input")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument(
         "--idle", type=float, default=0.0, help="milliseconds of sleep before every timed call"
     )
@@ -57,9 +59,9 @@ def main() -> None:
     idle = args.idle / 1e3
     rng = np.random.default_rng(0)
     n = args.width
-    w = (rng.standard_normal((n, n)) * (rng.random((n, n)) >= args.sparsity)).astype(np.float32)
-    x = rng.standard_normal((args.rows, n)).astype(np.float32)
-    model = gbdnn.Sequential([gbdnn.Linear(w)])
+    w = (rng.standard_normal((n, n)) * (rng.random((n, n)) >= args.sparsity)).astype(args.dtype)
+    x = rng.standard_normal((args.rows, n)).astype(args.dtype)
+    model = gbdnn.Sequential([gbdnn.Linear(w, dtype=args.dtype)])
     xm, wm = gb.Matrix.from_dense(x), gb.Matrix.from_dense(w, missing_value=0)
     ws = sp.csr_array(w)
     rows = {
@@ -77,7 +79,7 @@ def main() -> None:
     print(environment())
     after = f", each after {args.idle:g} ms idle" if idle else ""
     print(
-        f"{args.rows} x {n} through {n} x {n}, {100 * args.sparsity:g} % sparse, "
+        f"{args.rows} x {n} through {n} x {n}, {args.dtype}, {100 * args.sparsity:g} % sparse, "
         f"medians of {args.calls} calls" + after
     )
     for name, us in rows.items():

@@ -432,9 +432,10 @@ def freed_when_dropped(m: Matrix) -> Matrix:
 
     The cycle runs through ``m.ss`` and its ``config``, which hold ``m``; they hold
     a weak proxy of it instead, and work as before while ``m`` lives. Dropped in a
-    loop, 1024 rows through a 1024x1024 FP64 layer by BLAS took 26-34 ms a call
-    waiting for the collector (its memory page-faulted afresh each call), 22 ms
-    freed at once, NumPy's own product 20 ms. A python-graphblas whose accessor
+    loop, 1024 rows through a dense 1024x1024 FP64 layer (BLAS) took 38-39 ms a
+    call waiting for the collector (its memory page-faulted afresh each call),
+    21-22.5 ms freed at once, NumPy's own product 20-21 ms (``bench/per_call.py``,
+    ``bench/README.md``, twenty-first session). A python-graphblas whose accessor
     holds its matrix otherwise is left as it is.
     """
     accessor = getattr(m, "ss", None)
