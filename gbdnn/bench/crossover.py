@@ -194,7 +194,17 @@ def time_in_turn(runs: dict[str, Callable[[], object]], grid: Grid) -> dict[str,
     whole ``budget`` sits the remaining rounds out. Over the rounds that
     makes as many repeats as one uninterrupted loop with the same limits
     would (a 0.19 s call: 3; a 0.1 ms call: ~500), spread over the time all
-    of them take. The process's threads :func:`settle` before every slice.
+    of them take. Every other round runs backwards, so a drift meets every
+    call alike. The process's threads :func:`settle` before every slice.
+
+    The machine's speed changes by up to 1.6x from one slice to the next
+    (one row through 1024x1024 at 99.5 %: gbdnn 14 or 22 us a slice, SciPy
+    17 or 27 us, at random), so a point's median is the fast or the slow
+    speed by the majority of a few coin tosses: timed 25 times in a row,
+    gbdnn's median was 1.15-1.21x SciPy's 5 times, where slice by slice it
+    took 0.8-0.9x. Slices of at most 4 ms (13 of each call instead of 5)
+    did not help (one-row points lost to SciPy: 7 of 144, against 6 of 144
+    with five) and took the quick grid from 75 to 133 s (``bench/README.md``).
 
     A slice of calls shorter than the slice starts with one untimed call: the
     first call after the others had run was 2-10x slower (caches refilled,
@@ -212,10 +222,12 @@ def time_in_turn(runs: dict[str, Callable[[], object]], grid: Grid) -> dict[str,
     slice_seconds = grid.budget / grid.rounds
     slice_repeats = math.ceil(grid.max_repeats / grid.rounds)
     slice_minimum = grid.min_seconds / grid.rounds
+    order = list(runs)
     for _ in range(grid.rounds):
-        for name, run in runs.items():
+        for name in order:
             if times[name] and sum(times[name]) >= grid.budget:
                 continue
+            run = runs[name]
             settle(grid.settle)
             if last[name] < slice_seconds:
                 run()
@@ -232,6 +244,7 @@ def time_in_turn(runs: dict[str, Callable[[], object]], grid: Grid) -> dict[str,
                     repeats >= slice_repeats and t1 - start >= slice_minimum
                 ):
                     break
+        order.reverse()  # every other round backwards: a drift meets every call alike
     result = {}
     for name, ts in times.items():
         q1, med, q3 = np.percentile(ts, [25, 50, 75])

@@ -27,6 +27,14 @@ from ..quant import ActivationQuantizer, UniformQuantizer, quantize_model
 
 #: The kernels timed alone (FP32) against which the automatic choice is judged.
 KERNEL_CHECKS = ("sparse", "dense", "blas")
+#: Implementations on a dense BLAS (a thread pool that spins after its calls).
+ON_BLAS = (
+    "gbdnn blas kernel",
+    "NumPy dense",
+    "NumPy dense FP32",
+    "PyTorch dense",
+    "PyTorch dynamic int8 (dense)",
+)
 #: gbdnn's own implementations: judged against the peers, not peers themselves.
 OURS = ("gbdnn", "gbdnn int8")
 #: Peers whose work does not depend on the weight sparsity (every zero is multiplied):
@@ -149,14 +157,23 @@ def implementations(dtype: str) -> dict[str, Callable]:
         impls = {"gbdnn int8": gbdnn_int8, "NumPy dense FP32": numpy_dense}
         if has_torch:
             impls["PyTorch dynamic int8 (dense)"] = torch_int8_dynamic
-        return impls
-    impls = {"gbdnn": gbdnn_float, "NumPy dense": numpy_dense, "SciPy CSR": scipy_csr}
+        return _blas_last(impls)
+    impls = {"gbdnn": gbdnn_float, "SciPy CSR": scipy_csr, "NumPy dense": numpy_dense}
     if dtype == "float32":  # each kernel alone, to check gbdnn's automatic choice
         for kernel in KERNEL_CHECKS:
             impls[f"gbdnn {kernel} kernel"] = partial(gbdnn_float, path=kernel)
     if has_torch:
         impls["PyTorch dense"] = torch_dense
         impls["PyTorch sparse CSR"] = torch_sparse_csr
+    return _blas_last(impls)
+
+
+def _blas_last(impls: dict[str, Callable]) -> dict[str, Callable]:
+    """``impls``, those on BLAS last (in turn they are timed in this order): their
+    threads spin after their calls, and each slice waits for that
+    (:func:`gbdnn.bench.crossover.settle`, ~130 ms after OpenBLAS), so the sparse
+    products compared most closely are timed closest together."""
+    return dict(sorted(impls.items(), key=lambda item: item[0] in ON_BLAS))
     return impls
 
 
