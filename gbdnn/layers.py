@@ -36,6 +36,8 @@ class Layer:
     dtype: ValueType | None = None
     #: Number of stored weights.
     nnz: int = 0
+    #: Bytes the layer's weights hold (see :attr:`Product.weight_bytes`).
+    weight_bytes: int = 0
 
     def output_width(self, in_features: int) -> int:
         """Width of the output for an input of ``in_features`` columns."""
@@ -184,6 +186,19 @@ class Product:
     def nnz(self) -> int:
         """Number of stored weights."""
         return self._dims[2]
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes the weights hold now: ``W`` and the copies the kernels have built
+        so far (``W'``, its halves, the dense array for BLAS), kept for later calls.
+
+        A layer run by the dense or dot kernel holds ``W`` two to three times
+        over, one run by BLAS a dense array besides ``W`` (see ``bench/README.md``).
+        """
+        with self._lock:
+            held = [self._stored, self._transposed, *(self._halves or ())]
+            dense = 0 if self._dense is None else self._dense.nbytes
+        return dense + sum(m.ss.nbytes for m in held if m is not None)
 
     def output_width(self, in_features: int) -> int:
         return self._stored.ncols

@@ -77,6 +77,12 @@ class Sequential:
         """Total number of stored weights (the challenge's sum of nnz(W))."""
         return sum(layer.nnz for layer in self.layers)
 
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes the layers' weights hold now, with the copies their kernels have
+        built (:attr:`gbdnn.layers.Product.weight_bytes`)."""
+        return sum(layer.weight_bytes for layer in self.layers)
+
     def row_seconds(self) -> float:
         """Estimated seconds of one dense row that batch threads can share (the sum
         over the layers; see :func:`gbdnn.runner.run`)."""

@@ -406,6 +406,27 @@ def test_sparse_kernel_on_activations_made_full_is_bit_identical(monkeypatch, dt
     np.testing.assert_allclose(results[True], x @ w + layer.bias, rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("path", ["sparse", "dense", "dot", "blas"])
+def test_weight_bytes_count_the_copies_the_kernels_built(path):
+    rng = np.random.default_rng(9)
+    n_in, n_out, dtype = 64, 48, np.float32
+    w = random_weights(rng, n_in, n_out)
+    nnz = np.count_nonzero(w)
+    model = gbdnn.Sequential([gbdnn.Linear(w, dtype="float32", path=path), gbdnn.ReLU()])
+
+    def csr(rows):  # values, column indices, row pointers (64-bit), and a header
+        return nnz * (dtype().itemsize + 8) + (rows + 1) * 8
+
+    before = model.weight_bytes
+    assert csr(n_in) <= before <= csr(n_in) + 1024
+    model.predict(rng.normal(size=(1, n_in)))
+    # W' for the dense and dot kernels (too small to be cut in halves), a dense array for BLAS
+    built = {"sparse": 0, "dense": csr(n_out), "dot": csr(n_out), "blas": n_in * n_out * 4}[path]
+    grown = model.weight_bytes - before
+    assert built <= grown <= built + 1024
+    assert model.weight_bytes == model[0].weight_bytes and model[1].weight_bytes == 0
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("path", ["sparse", "dense", "dot", "blas"])
 def test_every_kernel_keeps_the_model_dtype(dtype, path):

@@ -356,7 +356,7 @@ def run_grid(
                     "repeats": repeats,
                     "rel_error": err,
                     "correct": err <= TOLERANCE[dtype],
-                    "weight_bytes": nbytes,
+                    "weight_bytes": nbytes() if callable(nbytes) else nbytes,
                     "convert_s": convert if name.startswith("gbdnn") else 0.0,
                     **common,
                 }

@@ -3,7 +3,8 @@
 Each implementation is a function ``prepare(w, x, dtype) -> (run, result, nbytes)``:
 untimed setup that returns the timed callable, a function turning its output
 into a dense NumPy array (for the correctness check after timing), and the
-bytes its weight format holds at rest. ``w`` is the dense float64 weight
+bytes its weight format holds at rest (or a function asked after timing, for
+gbdnn, whose layers keep the copies of ``W`` their kernels built). ``w`` is the dense float64 weight
 ``(in, out)``, ``x`` the dense float64 input ``(batch, in)``; the layer
 computed is ``Y = X W`` (``dtype`` "int8" means 8-bit weights with 8-bit
 activations and int32 accumulation).
@@ -41,7 +42,7 @@ OURS = ("gbdnn", "gbdnn int8")
 #: their crossovers are taken against their median time over all sparsities.
 DENSE_PEERS = ("NumPy dense", "NumPy dense FP32", "PyTorch dense", "PyTorch dynamic int8 (dense)")
 
-Prepared = tuple[Callable[[], object], Callable[[object], np.ndarray], int]
+Prepared = tuple[Callable[[], object], Callable[[object], np.ndarray], int | Callable[[], int]]
 
 
 def _float(dtype: str) -> np.dtype:
@@ -56,12 +57,10 @@ def gbdnn_float(w, x, dtype, path: str = "auto") -> Prepared:
     vtype = value_type(dtype)
     model = Sequential([Linear(w, dtype=dtype, path=path)])
     xm = to_matrix(x.astype(vtype.numpy), vtype, "X")
-    layer = model[0]
-    nbytes = layer.nnz * (vtype.numpy.itemsize + 8) + 8 * (layer.in_features + 1)
     return (
         lambda: model.predict(xm, output="graphblas"),
         lambda y: y.to_dense(fill_value=0, dtype=vtype.numpy),
-        nbytes,
+        lambda: model.weight_bytes,
     )
 
 
@@ -77,7 +76,7 @@ def gbdnn_int8(w, x, dtype) -> Prepared:
     return (
         lambda: model.predict(xm, output="graphblas"),
         lambda y: y.to_dense(fill_value=0, dtype=np.float32),
-        model.nnz * 9 + 4096,
+        lambda: model.weight_bytes,
     )
 
 
