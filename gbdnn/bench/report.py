@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .peers import DENSE_PEERS
+
 
 def markdown_table(cross: list[dict], rows: list[dict]) -> str:
     """The crossover sparsities as a Markdown table, with the machine they come from."""
@@ -29,9 +31,10 @@ def markdown_table(cross: list[dict], rows: list[dict]) -> str:
 
 
 def pivot_table(cross: list[dict], dtype: str) -> str:
-    """Crossovers of one value type: a row per (shape, batch, activations), a column per peer."""
+    """Crossovers of one value type: a row per (shape, batch, activations), a column per peer
+    (the dense peers first, then the sparse ones, each by name)."""
     mine = [c for c in cross if c["dtype"] == dtype]
-    peers = list(dict.fromkeys(c["peer"] for c in mine))
+    peers = sorted({c["peer"] for c in mine}, key=lambda peer: (peer not in DENSE_PEERS, peer))
     cells = {(c["shape"], c["batch"], c["activation"], c["peer"]): c["crossover"] for c in mine}
     keys = sorted(
         {(c["shape"], c["batch"], c["activation"]) for c in mine},

@@ -1,0 +1,116 @@
+"""How steady is one point of the crossover grid? Time it again and again, as the grid does.
+
+Times one point's implementations through the grid's own ``time_in_turn``
+(``--times`` timings in a row, the default grid's settings) and prints, for each
+timing, gbdnn's median over a peer's (``--peer``), and with ``--slices`` the
+median of every slice of repeats of the two, in microseconds. A slice is a run
+of calls back to back; slices are told apart by the wait for idle threads
+before each (``settle``, at least 10 ms). Ends with how often gbdnn's median was
+above the peer's, and the spread of the ratio.
+
+    python bench/in_turn.py --shape 1024x1024 --batch 1 --sparsity 0.995 --slices
+    python bench/in_turn.py --shape 4096x4096 --batch 64 --sparsity 0.9 --times 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from gbdnn.bench import DEFAULT_GRID
+from gbdnn.bench.crossover import _data, time_in_turn
+from gbdnn.bench.peers import implementations
+from gbdnn.envinfo import environment
+
+#: A pause this long between two calls of one implementation starts a new slice.
+SLICE_GAP = 0.005
+
+
+def logged(name: str, run, log: list):
+    """``run``, appending ``(name, start, seconds)`` of every call to ``log``."""
+
+    def call():
+        start = time.perf_counter()
+        out = run()
+        log.append((name, start, time.perf_counter() - start))
+        return out
+
+    return call
+
+
+def slice_medians(log: list, name: str) -> list[float]:
+    """Median seconds of each slice of ``name``'s calls (the first call of each
+    slice, untimed by the grid, left out)."""
+    calls = [(start, seconds) for n, start, seconds in log if n == name]
+    slices, end = [], -1.0
+    for start, seconds in calls:
+        if start - end > SLICE_GAP:
+            slices.append([])  # the slice's untimed first call is not kept
+        else:
+            slices[-1].append(seconds)
+        end = start + seconds
+    return [float(np.median(s)) for s in slices if s]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", default="1024x1024", help="IN x OUT, e.g. 4096x4096")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--sparsity", type=float, default=0.995, help="weight sparsity")
+    parser.add_argument("--activation", type=float, default=0.0, help="fraction of zeros in X")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument("--times", type=int, default=25, help="timings of the point")
+    parser.add_argument(
+        "--peer", default="SciPy CSR", help="the implementation gbdnn is set against"
+    )
+    parser.add_argument("--slices", action="store_true", help="print every slice's median")
+    args = parser.parse_args()
+    try:
+        shape = tuple(int(v) for v in args.shape.lower().split("x"))
+    except ValueError:
+        shape = ()
+    if len(shape) != 2 or min(shape) < 1:
+        parser.error(f"--shape must be IN x OUT, two positive integers, got {args.shape!r}")
+    if min(args.batch, args.times) < 1:
+        parser.error("--batch and --times must be positive")
+    if not (0 <= args.sparsity < 1 and 0 <= args.activation < 1):
+        parser.error("--sparsity and --activation must be in [0, 1)")
+    impls = implementations(args.dtype)
+    if args.peer not in impls or args.peer == "gbdnn":
+        parser.error(f"--peer must be one of {', '.join(n for n in impls if n != 'gbdnn')}")
+
+    w, x = _data(shape, args.batch, args.sparsity, args.activation, DEFAULT_GRID.seed)
+    log: list = []
+    runs = {
+        name: logged(name, prepare(w, x, args.dtype)[0], log) for name, prepare in impls.items()
+    }
+    print(environment())
+    print(
+        f"{args.batch} x {shape[0]} through {shape[0]} x {shape[1]}, {args.dtype}, "
+        f"{100 * args.sparsity:g} % sparse, {100 * args.activation:g} % zeros; "
+        f"gbdnn's median over {args.peer}'s, {args.times} timings of {len(runs)} implementations"
+    )
+    ratios = []
+    for _ in range(args.times):
+        log.clear()
+        timed = time_in_turn(runs, DEFAULT_GRID)
+        ratios.append(timed["gbdnn"][1] / timed[args.peer][1])
+        line = f"{ratios[-1]:.2f}"
+        if args.slices:
+            for name in ("gbdnn", args.peer):
+                line += f" | {name}: " + " ".join(
+                    f"{s * 1e6:.0f}" for s in slice_medians(log, name)
+                )
+        print(line, flush=True)
+    above = sum(r > 1 for r in ratios)
+    low, mid, high = np.percentile(ratios, [0, 50, 100])
+    print(
+        f"gbdnn above {args.peer} in {above} of {len(ratios)}; "
+        f"ratio {low:.2f} / {mid:.2f} / {high:.2f} (min / median / max)"
+    )
+
+
+if __name__ == "__main__":
+    main()
