@@ -76,7 +76,11 @@ call (``*_call``; per tile for the dense kernel, see
               each call costs what all the workers' calls do together. A
               batch that runs alone (:func:`gbdnn.kernels.spare_core`) has
               BLAS to itself: ``blas_alone_share`` of its multiply-adds'
-              time (measured 0.44-0.51 on two cores, 1 to 512 rows through
+              time. BLAS's cost per multiply-add falls with the batch, so
+              ``blas_mac`` is measured on the large batches that run with
+              every worker busy (``BLAS_ROWS``), the share on a batch of the
+              calibration's ``rows`` alone (measured 0.44-0.51 of the busy
+              time on two cores, 1 to 512 rows through
               2048- and 4096-wide weights; priced as busy, 64 rows through
               4096x4096 at 75 % went to the dense kernel at 19.5 ms, against
               BLAS's 11.3). Its read of the weight keeps the busy price:
@@ -160,6 +164,12 @@ FILL_MIN_ROWS = 8
 #: saved (97 %: 0.95x), and calibrations on one machine put the line on either side of
 #: 98 % (``bench/README.md``).
 SPLIT_MAX_RATIO = 0.85
+#: Rows per worker of BLAS's calibration with every worker busy: its cost per
+#: multiply-add falls with the batch, and batches run so are large (inputs of 30 ms of
+#: work or more, ``AUTO_BATCH_ENTRIES`` entries a batch: 512-row batches through
+#: 4096x4096 at 75 % took 175 ms, priced at 209 from 128-row batches through 2048x2048,
+#: where the dense kernel's 209 was priced at 207; ``bench/README.md``).
+BLAS_ROWS = 512
 #: :func:`calibrate` takes the median of each cost over this many calibrations.
 CALIBRATE_RUNS = 3
 #: :func:`calibrate` measures on layers at least this wide.
@@ -169,9 +179,14 @@ CALLS_PER_TURN = 8
 #: The version of the kernels whose costs a cache holds (saved with them), and the
 #: costs each version changed: a cache of an older version lacks those, measured on
 #: the kernel they no longer describe. 2: the dot kernel accumulates into a full zero
-#: result (its cost per dot product fell 100x).
-KERNELS_VERSION = 2
-CHANGED_COSTS = {2: ("dot_mac", "dot_entry", "dot_call")}
+#: result (its cost per dot product fell 100x). 3: BLAS is calibrated on ``BLAS_ROWS``
+#: rows (its cost per multiply-add 0.81x the 128-row one), ``blas_alone_share`` taken
+#: against that.
+KERNELS_VERSION = 3
+CHANGED_COSTS = {
+    2: ("dot_mac", "dot_entry", "dot_call"),
+    3: ("blas_mac", "blas_weight", "blas_alone_share"),
+}
 
 
 @dataclass(frozen=True)
@@ -741,14 +756,17 @@ def _measure(size: int, rows: int, threads: int) -> Costs:
         split_costs = {"dense_split_share": share}
         dense_tiles = _tiles(rows, size, size)
 
-    # (blas_mac * b + blas_weight) * size^2 at b = rows and b = 1, every worker busy; and
-    # the full batch alone, BLAS not taking turns: blas_alone_share of that
+    # (blas_mac * b + blas_weight) * size^2 at b = BLAS_ROWS and b = 1, every worker busy
+    # (the large batches that run so); and `rows` rows alone, BLAS not taking turns:
+    # blas_alone_share * blas_mac * rows of that
     def blas(x):
         return kernels.plus_times_blas(x, w)
 
-    many, one = (_seconds(blas, xs) / size**2 for xs in (full, [batch(1, 1) for _ in full]))
-    blas_mac = max((many - one) / (rows - 1), 1e-14)
-    blas_alone_share = min(_seconds(blas, full[:1]) / size**2 / many, 1.0)
+    large = [batch(BLAS_ROWS, 1) for _ in full]
+    many, one = (_seconds(blas, xs) / size**2 for xs in (large, [batch(1, 1) for _ in full]))
+    blas_mac = max((many - one) / (BLAS_ROWS - 1), 1e-14)
+    alone = _seconds(blas, full[:1]) / size**2 - one
+    blas_alone_share = min(max(alone, 1e-14) / (blas_mac * rows), 1.0)
     # fixed costs: one row through a tiny layer, on the caller's thread as small inputs run
     size = 64
     tiny = batch(1, 1)

@@ -606,10 +606,15 @@ def test_an_unreadable_or_incomplete_costs_cache_warns(tmp_path, monkeypatch):
             warnings.simplefilter("error")
             got = costs(json.dumps(dict(measured, dot_thread_gain=0.65)))
         assert got == tuning.Costs(sparse_mac=1.5e-9, dot_call=2e-4)
-        # a cache of an older gbdnn, without a version: its dot kernel's costs are stale
+        # a cache of an older gbdnn, without a version: its dot kernel's and BLAS's costs
+        # are stale; of version 2, BLAS's (calibrated on smaller batches)
         unversioned = {k: v for k, v in measured.items() if k != "version"}
-        with pytest.warns(CacheWarning, match="lack dot_mac, dot_entry, dot_call "):
+        stale = "lack dot_mac, dot_entry, blas_mac, blas_weight, dot_call, blas_alone_share "
+        with pytest.warns(CacheWarning, match=stale):
             assert costs(json.dumps(unversioned)) == tuning.Costs(sparse_mac=1.5e-9)
+        with pytest.warns(CacheWarning, match="lack blas_mac, blas_weight, blas_alone_share "):
+            got = costs(json.dumps(dict(measured, version=2)))
+        assert got == tuning.Costs(sparse_mac=1.5e-9, dot_call=2e-4)
         older = {k: v for k, v in measured.items() if k != "sparse_weight"}  # an older gbdnn's
         with pytest.warns(CacheWarning, match="lack sparse_weight "):
             got = costs(json.dumps(older))
