@@ -76,15 +76,17 @@ call (``*_call``; per tile for the dense kernel, see
               each call costs what all the workers' calls do together. A
               batch that runs alone (:func:`gbdnn.kernels.spare_core`) has
               BLAS to itself: ``blas_alone_share`` of its multiply-adds'
-              time. BLAS's cost per multiply-add falls with the batch, so
-              ``blas_mac`` is measured on the large batches that run with
-              every worker busy (``BLAS_ROWS``), the share on a batch of the
-              calibration's ``rows`` alone (measured 0.44-0.51 of the busy
-              time on two cores, 1 to 512 rows through
-              2048- and 4096-wide weights; priced as busy, 64 rows through
-              4096x4096 at 75 % went to the dense kernel at 19.5 ms, against
-              BLAS's 11.3). Its read of the weight keeps the busy price:
-              calibrated on a weight within the L3 cache, ``blas_weight`` is
+              time (BLAS alone took 0.44-0.51 of its busy time on two cores,
+              1 to 512 rows through 2048- and 4096-wide weights; priced as
+              busy, 64 rows through 4096x4096 at 75 % went to the dense
+              kernel at 19.5 ms, against BLAS's 11.3). BLAS's cost per
+              multiply-add falls with the batch, so ``blas_mac`` is measured
+              on the large batches that run with every worker busy
+              (``BLAS_ROWS``), and the share is BLAS alone on the
+              calibration's ``rows`` against that (0.52 in two calibrations),
+              so a batch of that size alone keeps its price. Its read of the
+              weight keeps the busy price: calibrated on a weight within the
+              L3 cache, ``blas_weight`` is
               2-4x too low for one beyond it (one row through 4096x4096 FP32,
               64 MB, alone: 1.3e-10 s a weight; calibrated, busy: 6-11e-11),
               and halved it sent one row through 4096x4096 at 90 % to BLAS
@@ -166,9 +168,10 @@ FILL_MIN_ROWS = 8
 SPLIT_MAX_RATIO = 0.85
 #: Rows per worker of BLAS's calibration with every worker busy: its cost per
 #: multiply-add falls with the batch, and batches run so are large (inputs of 30 ms of
-#: work or more, ``AUTO_BATCH_ENTRIES`` entries a batch: 512-row batches through
-#: 4096x4096 at 75 % took 175 ms, priced at 209 from 128-row batches through 2048x2048,
-#: where the dense kernel's 209 was priced at 207; ``bench/README.md``).
+#: work or more, ``AUTO_BATCH_ENTRIES`` entries a batch). Calibrated on 128 rows
+#: through 2048x2048, BLAS was priced at 209 ms for 512-row batches through 4096x4096
+#: at 75 % (measured 175) and the dense kernel at 207 (measured 209): the dense kernel
+#: was picked (``bench/README.md``).
 BLAS_ROWS = 512
 #: :func:`calibrate` takes the median of each cost over this many calibrations.
 CALIBRATE_RUNS = 3
@@ -193,7 +196,8 @@ CHANGED_COSTS = {
 class Costs:
     """Wall seconds per call and per unit of work of each kernel, every worker busy
     (as in predict); the ``*_share`` costs are fractions (of the dot and dense
-    kernels' time on one thread, of BLAS's work with every worker busy)."""
+    kernels' time on one thread, of BLAS's multiply-adds' time with every worker
+    busy)."""
 
     sparse_mac: float = 6.3e-10
     sparse_out: float = 1.6e-08

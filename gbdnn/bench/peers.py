@@ -28,19 +28,13 @@ from ..quant import ActivationQuantizer, UniformQuantizer, quantize_model
 
 #: The kernels timed alone (FP32) against which the automatic choice is judged.
 KERNEL_CHECKS = ("sparse", "dense", "blas")
-#: Implementations on a dense BLAS (a thread pool that spins after its calls).
-ON_BLAS = (
-    "gbdnn blas kernel",
-    "NumPy dense",
-    "NumPy dense FP32",
-    "PyTorch dense",
-    "PyTorch dynamic int8 (dense)",
-)
 #: gbdnn's own implementations: judged against the peers, not peers themselves.
 OURS = ("gbdnn", "gbdnn int8")
 #: Peers whose work does not depend on the weight sparsity (every zero is multiplied):
 #: their crossovers are taken against their median time over all sparsities.
 DENSE_PEERS = ("NumPy dense", "NumPy dense FP32", "PyTorch dense", "PyTorch dynamic int8 (dense)")
+#: Implementations on a dense BLAS (a thread pool that spins after its calls).
+ON_BLAS = ("gbdnn blas kernel", *DENSE_PEERS)
 
 Prepared = tuple[Callable[[], object], Callable[[object], np.ndarray], int | Callable[[], int]]
 
@@ -173,7 +167,6 @@ def _blas_last(impls: dict[str, Callable]) -> dict[str, Callable]:
     (:func:`gbdnn.bench.crossover.settle`, ~130 ms after OpenBLAS), so the sparse
     products compared most closely are timed closest together."""
     return dict(sorted(impls.items(), key=lambda item: item[0] in ON_BLAS))
-    return impls
 
 
 def blas_name() -> str:
