@@ -3,13 +3,14 @@
 Times one point's implementations through the grid's own ``time_in_turn``
 (``--times`` timings in a row, the default grid's settings) and prints, for each
 timing, gbdnn's median over a peer's (``--peer``), and with ``--slices`` the
-median of every slice of repeats of the two, in microseconds. A slice is a run
-of calls back to back; slices are told apart by the wait for idle threads
-before each (``settle``, at least 10 ms). Ends with how often gbdnn's median was
-above the peer's, and the spread of the ratio.
+median of every burst of calls of the two, in microseconds: a slice of its own,
+or its turn in a slice shared with the other short calls (the first burst of each
+timing is its untimed warm-up). Ends with how often
+gbdnn's median was above the peer's, and the spread of the ratio.
 
     python bench/in_turn.py --shape 1024x1024 --batch 1 --sparsity 0.995 --slices
     python bench/in_turn.py --shape 4096x4096 --batch 64 --sparsity 0.9 --times 5
+    python bench/in_turn.py --sparsity 0.995 --only   # gbdnn and SciPy, no other
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from gbdnn.bench.crossover import _data, time_in_turn
 from gbdnn.bench.peers import implementations
 from gbdnn.envinfo import environment
 
-#: A pause this long between two calls of one implementation starts a new slice.
+#: A pause this long between two calls of one implementation starts a new burst.
 SLICE_GAP = 0.005
 
 
@@ -40,18 +41,21 @@ def logged(name: str, run, log: list):
     return call
 
 
-def slice_medians(log: list, name: str) -> list[float]:
-    """Median seconds of each slice of ``name``'s calls (the first call of each
-    slice, untimed by the grid, left out)."""
-    calls = [(start, seconds) for n, start, seconds in log if n == name]
-    slices, end = [], -1.0
-    for start, seconds in calls:
-        if start - end > SLICE_GAP:
-            slices.append([])  # the slice's untimed first call is not kept
-        else:
-            slices[-1].append(seconds)
-        end = start + seconds
-    return [float(np.median(s)) for s in slices if s]
+def burst_medians(log: list, name: str) -> list[float]:
+    """Median seconds of each burst of ``name``'s calls: calls back to back, with no
+    other implementation's call and no pause over ``SLICE_GAP`` between them (a slice
+    of its own, or its turn in a shared slice). A burst's first call, untimed by the
+    grid when the call is short, is left out where the burst has more."""
+    bursts: list[list[float]] = []
+    end, previous = -1.0, None
+    for n, start, seconds in log:
+        if n == name:
+            if previous != name or start - end > SLICE_GAP:
+                bursts.append([])
+            bursts[-1].append(seconds)
+            end = start + seconds
+        previous = n
+    return [float(np.median(b[1:] if len(b) > 1 else b)) for b in bursts]
 
 
 def main() -> None:
@@ -65,7 +69,14 @@ def main() -> None:
     parser.add_argument(
         "--peer", default="SciPy CSR", help="the implementation gbdnn is set against"
     )
-    parser.add_argument("--slices", action="store_true", help="print every slice's median")
+    parser.add_argument(
+        "--only",
+        action="store_true",
+        help="time gbdnn and the peer alone (by default with every implementation of the grid)",
+    )
+    parser.add_argument(
+        "--slices", action="store_true", help="print every slice's or burst's median"
+    )
     args = parser.parse_args()
     try:
         shape = tuple(int(v) for v in args.shape.lower().split("x"))
@@ -80,6 +91,8 @@ def main() -> None:
     impls = implementations(args.dtype)
     if args.peer not in impls or args.peer == "gbdnn":
         parser.error(f"--peer must be one of {', '.join(n for n in impls if n != 'gbdnn')}")
+    if args.only:
+        impls = {name: impls[name] for name in ("gbdnn", args.peer)}
 
     w, x = _data(shape, args.batch, args.sparsity, args.activation, DEFAULT_GRID.seed)
     log: list = []
@@ -101,7 +114,7 @@ def main() -> None:
         if args.slices:
             for name in ("gbdnn", args.peer):
                 line += f" | {name}: " + " ".join(
-                    f"{s * 1e6:.0f}" for s in slice_medians(log, name)
+                    f"{s * 1e6:.0f}" for s in burst_medians(log, name)
                 )
         print(line, flush=True)
     above = sum(r > 1 for r in ratios)

@@ -211,25 +211,56 @@ def test_grid_rejects_bad_settings(field, value, message):
         Grid(**{field: value})
 
 
+def spin(seconds):
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
 def test_implementations_are_timed_in_turn_round_by_round():
-    grid = Grid(budget=1.0, max_repeats=5, min_seconds=0.02, rounds=4, settle=0.05)
+    grid = Grid(budget=1.0, max_repeats=5, min_seconds=0.02, rounds=4, settle=0.3)
     log = []
 
-    def call(name):
-        log.append(name)
-        return log.count(name)
+    def call(name, seconds=0.0, spins=0.0):
+        def run():
+            log.append(name)
+            time.sleep(seconds)
+            if spins:  # a thread left spinning, as a BLAS's are
+                threading.Thread(target=spin, args=(spins,)).start()
+            return log.count(name)
 
-    timed = time_in_turn({"a": lambda: call("a"), "b": lambda: call("b")}, grid)
-    # one warm-up each, then one slice each per round, every other round backwards:
-    # a b | a b | b a | a b | b a, a name's slices back to back making one block
-    blocks = [name for i, name in enumerate(log) if i == 0 or log[i - 1] != name]
-    assert blocks == ["a", "b", "a", "b", "a", "b", "a"]
+        return run
+
+    runs = {"a": call("a"), "b": call("b"), "long": call("long", 0.004)}
+    timed = time_in_turn({**runs, "blas": call("blas", 0.001, spins=0.05)}, grid)
+    # warmed up with two calls each (the first took less than a slice)
+    assert log[:8] == ["a", "a", "b", "b", "long", "long", "blas", "blas"]
+    blocks = [name for i, name in enumerate(log) if i >= 8 and log[i - 1] != name]
+    # the short quiet calls share a slice in bursts, a and b in turn, several bursts each;
+    # the long call and the spinning one have a slice each; every other round backwards:
+    # ab long blas | blas long ab | ab long blas | blas long ab (a slice's blocks merge
+    # with the next round's first)
+    slices = [
+        b
+        for i, b in enumerate(blocks)
+        if b in ("long", "blas") or i == 0 or blocks[i - 1] in ("long", "blas")
+    ]
+    assert ["ab" if s in "ab" else s for s in slices] == [
+        *["ab", "long", "blas", "long"] * 2,
+        "ab",
+    ]
+    assert blocks.count("a") >= 2 * grid.rounds and blocks.count("b") >= 2 * grid.rounds
     for name in "ab":
         out, median, iqr, repeats = timed[name]
         # calls of microseconds: far more than max_repeats, for about min_seconds in all;
-        # each slice starts with an untimed call
-        assert repeats > grid.max_repeats and log.count(name) == 1 + grid.rounds + repeats
-        assert out == log.count(name) and 0 < median < 0.01 and iqr >= 0
+        # each burst starts with an untimed call
+        assert repeats > grid.max_repeats and log.count(name) > 2 + repeats
+        assert out == log.count(name) and 0 < median < 0.001 and iqr >= 0
+    out, median, iqr, repeats = timed["long"]
+    # a call of 4 ms: 2 repeats a slice (max_repeats / rounds, rounded up) and 5 ms
+    # (min_seconds / rounds): each slice one untimed call and two timed
+    assert repeats == 2 * grid.rounds and log.count("long") == 2 + 3 * grid.rounds
+    assert 0.004 <= median < 0.01
 
     slow_calls = []
 
@@ -250,11 +281,6 @@ def test_implementations_are_timed_in_turn_round_by_round():
 
 def test_settle_waits_while_a_thread_of_the_process_is_busy():
     assert settle(2.0) < 0.5  # idle: two quiet steps
-
-    def spin(seconds):
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end:
-            pass
 
     busy = threading.Thread(target=spin, args=(0.3,))
     busy.start()

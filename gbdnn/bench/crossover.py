@@ -4,11 +4,13 @@ Every grid point is a layer ``Y = X W`` with ``W`` (in x out) at a weight
 sparsity (entries zeroed uniformly at random), ``X`` (batch x in) dense or
 ReLU-like (a fraction of zeros), and a value type. For every implementation
 the setup (conversions, formats) is untimed. The implementations of a point
-are timed together, in turn (:func:`time_in_turn`): each is warmed up once,
+are timed together, in turn (:func:`time_in_turn`): each is warmed up,
 then every round gives each a slice of repeats, so all of them meet the
 machine's slow and fast spells alike (this machine has spells 1.5-3x slow
 lasting seconds, which timing one implementation after another charged to
-whichever ran in them). Over the rounds each call is repeated until
+whichever ran in them); short calls that leave no thread spinning share
+their slice, in bursts of about 2 ms each in turn, as the machine's speed
+also changes every few tens of milliseconds. Over the rounds each call is repeated until
 ``budget`` seconds or ``max_repeats``, whichever comes first, but for at
 least ``min_seconds`` (sub-millisecond calls get hundreds of repeats, their
 medians are otherwise noise); the median and the interquartile range are
@@ -48,6 +50,10 @@ TOLERANCE = {"float64": 1e-10, "float32": 1e-4, "int8": 0.1}
 #: the process counts as idle during a step.
 IDLE_STEP = 0.005
 IDLE_CORES = 0.25
+#: A call after which :func:`settle` waits longer than this leaves threads spinning.
+SPIN_WAIT = 2.5 * IDLE_STEP
+#: Calls shorter than this share a slice, in bursts of calls about this long.
+BURST = 0.002
 FIELDS = [
     "shape",
     "batch",
@@ -187,64 +193,87 @@ def settle(limit: float) -> float:
 def time_in_turn(runs: dict[str, Callable[[], object]], grid: Grid) -> dict[str, tuple]:
     """Time ``runs`` together, round by round; return ``name -> (output, median, IQR, repeats)``.
 
-    Each is warmed up once (untimed). Each of ``grid.rounds`` rounds then
-    gives each a slice of repeats: until ``budget / rounds`` seconds, or once
-    it has made ``max_repeats / rounds`` repeats (rounded up) and spent
-    ``min_seconds / rounds``, whichever comes first; a call that has used its
-    whole ``budget`` sits the remaining rounds out. Over the rounds that
-    makes as many repeats as one uninterrupted loop with the same limits
+    Each is warmed up (untimed): one call, and a second (which tells the call's
+    time) when the first took less than a slice. Each of ``grid.rounds`` rounds
+    then gives each a slice of repeats: until ``budget / rounds`` seconds of
+    calls, or once it has made ``max_repeats / rounds`` repeats (rounded up)
+    and spent ``min_seconds / rounds``, whichever comes first; a call that has
+    used its whole ``budget`` sits the remaining rounds out. Over the rounds
+    that makes as many repeats as one uninterrupted loop with the same limits
     would (a 0.19 s call: 3; a 0.1 ms call: ~500), spread over the time all
     of them take. Every other round runs backwards, so a drift meets every
     call alike. The process's threads :func:`settle` before every slice.
 
-    The machine's speed changes by up to 1.6x from one slice to the next
-    (one row through 1024x1024 at 99.5 %: gbdnn 14 or 22 us a slice, SciPy
-    17 or 27 us, at random), so a point's median is the fast or the slow
-    speed by the majority of a few coin tosses: timed 25 times in a row,
-    gbdnn's median was 1.15-1.21x SciPy's 5 times, where slice by slice it
-    took 0.8-0.9x. Slices of at most 4 ms (13 of each call instead of 5)
-    did not help (one-row points lost to SciPy: 7 of 144, against 6 of 144
-    with five) and took the quick grid from 75 to 133 s (``bench/README.md``).
+    Calls shorter than ``BURST`` that leave no thread spinning (``settle``
+    after the warm-up waited at most ``SPIN_WAIT``) share one slice: each in
+    turn makes a burst of calls of about ``BURST`` seconds, until every one
+    has made its slice's repeats. The machine's speed changes by up to 1.6x
+    every few tens of milliseconds, at random, for every call alike (one row
+    through 1024x1024 at 99.5 %: gbdnn 14 or 22 us a slice, SciPy 17 or 27
+    us), so with a slice of their own a short call's median was the fast or
+    the slow speed by the majority of five coin tosses, each call's its own:
+    gbdnn's median came out above SciPy's in up to 5 of 25 timings of the same
+    point, where slice by slice it took 0.8-0.9x. Sharing a slice, in
+    bursts, they meet the same speeds (``bench/README.md``). A call that
+    leaves threads spinning (a BLAS) would slow the calls after it, and keeps
+    a slice of its own.
 
-    A slice of calls shorter than the slice starts with one untimed call: the
-    first call after the others had run was 2-10x slower (caches refilled,
-    threads woken; gbdnn on 64 rows through 1024x1024 at 99 %: 1.0-1.3 ms,
-    then 0.34-0.55 ms) and in a slice of a few repeats moved the median. A call
-    longer than the slice loses ~1 ms of 100 or more to it.
+    A slice or burst of calls shorter than itself starts with one untimed
+    call: the first call after the others had run was 2-10x slower (caches
+    refilled, threads woken; gbdnn on 64 rows through 1024x1024 at 99 %:
+    1.0-1.3 ms, then 0.34-0.55 ms) and in a slice of a few repeats moved the
+    median. A call longer than the slice loses ~1 ms of 100 or more to it.
     """
-    outs, last = {}, {}
-    for name, run in runs.items():
-        settle(grid.settle)
-        t0 = time.perf_counter()
-        outs[name] = run()
-        last[name] = time.perf_counter() - t0
-    times: dict[str, list[float]] = {name: [] for name in runs}
+    outs, last, shared = {}, {}, []
     slice_seconds = grid.budget / grid.rounds
     slice_repeats = math.ceil(grid.max_repeats / grid.rounds)
     slice_minimum = grid.min_seconds / grid.rounds
-    order = list(runs)
+    settle(grid.settle)
+    for name, run in runs.items():
+        for _ in range(2):  # a first call (formats built on first use), a second if short
+            t0 = time.perf_counter()
+            outs[name] = run()
+            last[name] = time.perf_counter() - t0
+            if last[name] >= slice_seconds:
+                break
+        if settle(grid.settle) <= SPIN_WAIT and last[name] < BURST:
+            shared.append(name)
+    # the slices of a round: the short quiet calls' shared one where its first call stands
+    slices = [[name] for name in runs if name not in shared[1:]]
+    slices = [shared if names[0] in shared else names for names in slices]
+    times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(grid.rounds):
-        for name in order:
-            if times[name] and sum(times[name]) >= grid.budget:
+        for names in slices:
+            active = [n for n in names if not (times[n] and sum(times[n]) >= grid.budget)]
+            if not active:
                 continue
-            run = runs[name]
             settle(grid.settle)
-            if last[name] < slice_seconds:
-                run()
-            start = time.perf_counter()
-            repeats = 0
-            while True:
-                t0 = time.perf_counter()
-                outs[name] = run()
-                t1 = time.perf_counter()
-                times[name].append(t1 - t0)
-                last[name] = t1 - t0
-                repeats += 1
-                if t1 - start >= slice_seconds or (
-                    repeats >= slice_repeats and t1 - start >= slice_minimum
-                ):
-                    break
-        order.reverse()  # every other round backwards: a drift meets every call alike
+            spent = dict.fromkeys(active, 0.0)
+            repeats = dict.fromkeys(active, 0)
+            burst = BURST if len(names) > 1 else math.inf
+            while active:
+                for name in tuple(active):
+                    run = runs[name]
+                    if last[name] < min(burst, slice_seconds):
+                        run()
+                    start = time.perf_counter()
+                    while True:
+                        t0 = time.perf_counter()
+                        outs[name] = run()
+                        t1 = time.perf_counter()
+                        times[name].append(t1 - t0)
+                        last[name] = t1 - t0
+                        spent[name] += t1 - t0
+                        repeats[name] += 1
+                        if spent[name] >= slice_seconds or (
+                            repeats[name] >= slice_repeats and spent[name] >= slice_minimum
+                        ):
+                            active.remove(name)
+                            break
+                        if t1 - start >= burst:
+                            break
+            names.reverse()
+        slices.reverse()  # every other round backwards: a drift meets every call alike
     result = {}
     for name, ts in times.items():
         q1, med, q3 = np.percentile(ts, [25, 50, 75])
