@@ -214,7 +214,10 @@ def time_in_turn(runs: dict[str, Callable[[], object]], grid: Grid) -> dict[str,
     the slow speed by the majority of five coin tosses, each call's its own:
     gbdnn's median came out above SciPy's in up to 5 of 25 timings of the same
     point, where slice by slice it took 0.8-0.9x. Sharing a slice, in
-    bursts, they meet the same speeds (``bench/README.md``). A call that
+    bursts, they meet the same speeds: over five such points, 20 timings each,
+    gbdnn's median was above SciPy's 16 times before, 8 after; the memory-bound
+    ones (one row through 4096x4096 at 90-95 %) kept theirs (``bench/README.md``,
+    twenty-third session). A call that
     leaves threads spinning (a BLAS) would slow the calls after it, and keeps
     a slice of its own.
 
