@@ -26,7 +26,7 @@ from gbdnn.bench.peers import implementations
 from gbdnn.envinfo import environment
 
 #: A pause this long between two calls of one implementation starts a new burst.
-SLICE_GAP = 0.005
+BURST_GAP = 0.005
 
 
 def logged(name: str, run, log: list):
@@ -43,14 +43,14 @@ def logged(name: str, run, log: list):
 
 def burst_medians(log: list, name: str) -> list[float]:
     """Median seconds of each burst of ``name``'s calls: calls back to back, with no
-    other implementation's call and no pause over ``SLICE_GAP`` between them (a slice
+    other implementation's call and no pause over ``BURST_GAP`` between them (a slice
     of its own, or its turn in a shared slice). A burst's first call, untimed by the
     grid when the call is short, is left out where the burst has more."""
     bursts: list[list[float]] = []
     end, previous = -1.0, None
     for n, start, seconds in log:
         if n == name:
-            if previous != name or start - end > SLICE_GAP:
+            if previous != name or start - end > BURST_GAP:
                 bursts.append([])
             bursts[-1].append(seconds)
             end = start + seconds

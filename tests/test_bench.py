@@ -231,8 +231,13 @@ def test_implementations_are_timed_in_turn_round_by_round():
 
         return run
 
-    runs = {"a": call("a"), "b": call("b"), "long": call("long", 0.004)}
-    timed = time_in_turn({**runs, "blas": call("blas", 0.001, spins=0.05)}, grid)
+    runs = {
+        "a": call("a"),
+        "b": call("b"),
+        "long": call("long", 0.004),
+        "blas": call("blas", 0.001, spins=0.05),
+    }
+    timed = time_in_turn(runs, grid)
     # warmed up with two calls each (the first took less than a slice)
     assert log[:8] == ["a", "a", "b", "b", "long", "long", "blas", "blas"]
     blocks = [name for i, name in enumerate(log) if i >= 8 and log[i - 1] != name]

@@ -242,39 +242,42 @@ def time_in_turn(runs: dict[str, Callable[[], object]], grid: Grid) -> dict[str,
         if settle(grid.settle) <= SPIN_WAIT and last[name] < BURST:
             shared.append(name)
     # the slices of a round: the short quiet calls' shared one where its first call stands
-    slices = [[name] for name in runs if name not in shared[1:]]
-    slices = [shared if names[0] in shared else names for names in slices]
+    slices = [[name] for name in runs if name not in shared]
+    if shared:
+        slices.insert(list(runs).index(shared[0]), shared)
     times: dict[str, list[float]] = {name: [] for name in runs}
+
+    def burst(name: str, seconds: float, spent: list) -> bool:
+        """Calls of ``name`` for about ``seconds``; whether its slice is done.
+        ``spent`` is ``[seconds, calls]`` of its slice so far, updated."""
+        run = runs[name]
+        if last[name] < min(seconds, slice_seconds):
+            run()
+        start = time.perf_counter()
+        while True:
+            t0 = time.perf_counter()
+            outs[name] = run()
+            t1 = time.perf_counter()
+            times[name].append(t1 - t0)
+            last[name] = t1 - t0
+            spent[0] += t1 - t0
+            spent[1] += 1
+            done = spent[0] >= slice_seconds or (
+                spent[1] >= slice_repeats and spent[0] >= slice_minimum
+            )
+            if done or t1 - start >= seconds:
+                return done
+
     for _ in range(grid.rounds):
         for names in slices:
             active = [n for n in names if not (times[n] and sum(times[n]) >= grid.budget)]
             if not active:
                 continue
             settle(grid.settle)
-            spent = dict.fromkeys(active, 0.0)
-            repeats = dict.fromkeys(active, 0)
-            burst = BURST if len(names) > 1 else math.inf
+            seconds = BURST if len(names) > 1 else math.inf
+            spent = {name: [0.0, 0] for name in active}
             while active:
-                for name in tuple(active):
-                    run = runs[name]
-                    if last[name] < min(burst, slice_seconds):
-                        run()
-                    start = time.perf_counter()
-                    while True:
-                        t0 = time.perf_counter()
-                        outs[name] = run()
-                        t1 = time.perf_counter()
-                        times[name].append(t1 - t0)
-                        last[name] = t1 - t0
-                        spent[name] += t1 - t0
-                        repeats[name] += 1
-                        if spent[name] >= slice_seconds or (
-                            repeats[name] >= slice_repeats and spent[name] >= slice_minimum
-                        ):
-                            active.remove(name)
-                            break
-                        if t1 - start >= burst:
-                            break
+                active = [name for name in active if not burst(name, seconds, spent[name])]
             names.reverse()
         slices.reverse()  # every other round backwards: a drift meets every call alike
     result = {}
