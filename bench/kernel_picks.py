@@ -5,8 +5,10 @@ alone as separate implementations (in turn, round by round); when the choice
 picked one of them, the two timings of the same kernel still differ by the
 machine's noise, which a comparison of the two judges as much as the choice.
 This script replays each point (same data, same seed, this machine's costs)
-and records the kernel the cost model picked for every batch of the timed
-calls (after one warm-up call, as in the grid), then judges a sparse, dense or
+and records the kernel that computed every batch of the timed calls (after
+two warm-up calls, as in the grid, which make the layer's trials of kernels
+the cost model finds close: ``tuning.trial``; a replay's trial is timed
+afresh, so it may pick otherwise than the grid's did), then judges a sparse, dense or
 BLAS pick by the kernels' own times from the grid (sparse and dense only in a
 grid of an older gbdnn, which timed no BLAS kernel alone). Dot picks (a kernel
 the grid does not time alone) are reported by the direct timing; a pick shared
@@ -23,27 +25,29 @@ import argparse
 from collections import Counter, defaultdict
 from unittest import mock
 
-from gbdnn import kernels, tuning
+from gbdnn import kernels
 from gbdnn.bench import DEFAULT_GRID, load_rows
 from gbdnn.bench.crossover import _data
 from gbdnn.bench.peers import KERNEL_CHECKS, gbdnn_float
+from gbdnn.layers import Product
 
 
 def _picked(run) -> Counter:
-    """The kernels the cost model picks while ``run`` runs, one count per product.
+    """The kernels that compute the products while ``run`` runs, one count each.
 
-    ``run`` runs once first, as the grid's warm-up does: a layer's choice for sparse
-    activations uses what its earlier sparse products made (``tuning``, ``spread``).
+    ``run`` runs twice first, as the grid's warm-up does for calls shorter than a
+    slice: a layer's choice for sparse activations uses what its earlier sparse
+    products made (``tuning``, ``spread``), so its trial of close kernels may come
+    with the second call.
     """
     run()
-    choose, kinds = tuning.choose, Counter()
+    run()
+    compute, kinds = Product._compute, Counter()
     dense, dot_halves = kernels.plus_times_dense, kernels.plus_times_dot_halves
 
-    def spy(*args, **kwargs):
-        kind = choose(*args, **kwargs)
-        if "spread" in kwargs:  # a product's choice (not the runner's estimate)
-            kinds[kind] += 1
-        return kind
+    def spy(self, kind, *args, **kwargs):
+        kinds[kind] += 1
+        return compute(self, kind, *args, **kwargs)
 
     def shared(kind, kernel):  # a pick shared with the helper thread (a core to spare)
         def call(*args, **kwargs):
@@ -57,7 +61,7 @@ def _picked(run) -> Counter:
         return (shared("dense", dense) if isinstance(wt, tuple) else dense)(x, wt)
 
     with (
-        mock.patch.object(tuning, "choose", spy),
+        mock.patch.object(Product, "_compute", spy),
         mock.patch.object(kernels, "plus_times_dense", spy_dense),
         mock.patch.object(kernels, "plus_times_dot_halves", shared("dot", dot_halves)),
     ):

@@ -151,6 +151,8 @@ class Product:
             self._dense: np.ndarray | None = None
             # entries of Z per multiply-add of the last sparse product (see tuning)
             self._spread: float | None = None
+            # the kernel each kind of batch was timed fastest on (see product)
+            self._tried: dict[tuple[int, int, bool], str] = {}
 
     @property
     def path(self) -> str:
@@ -214,6 +216,13 @@ class Product:
     def product(self, z: Matrix) -> Matrix:
         """``Z W`` by the kernel the layer's ``path`` picks for this batch.
 
+        On the automatic path, where the cost model finds several kernels
+        within ``tuning.TRIAL_MARGIN`` of each other (:func:`tuning.contenders`),
+        the first batch of its kind (rows, tenths of ``Z`` stored, whether it
+        runs alone) times them on itself (:func:`tuning.trial`) and the layer
+        keeps the fastest for every later batch of that kind; the trial's
+        result is the batch's.
+
         A Gustavson product of a sparse batch records how many entries of the
         result each multiply-add made, which the next batches' choices use
         (of the kernel, and of whether the sparse kernel makes a sparse batch
@@ -223,16 +232,29 @@ class Product:
         nrows = z.shape[0]
         costs = tuning.current_costs()
         alone = kernels.spare_core()  # a batch alone: the helper thread's core to spare
-        kind = tuning.choose(
-            self.path,
-            nrows,
-            nnz_x,
-            *self._dims,
-            costs,
-            kernels=self._kernels,
-            spread=self._spread,
-            alone=alone,
-        )
+        question = (nrows, nnz_x, *self._dims, costs)
+        options = {"kernels": self._kernels, "spread": self._spread, "alone": alone}
+        kind = tuning.choose(self.path, *question, **options)
+        if self.path == "auto":
+            key = (nrows, 10 * nnz_x // max(nrows * self._dims[0], 1), alone)
+            with self._lock:
+                tried = self._tried.get(key)
+            if tried is not None:
+                kind = tried
+            elif len(rivals := tuning.contenders(*question, **options)) > 1:
+                kind, out = tuning.trial(
+                    {k: lambda k=k: self._compute(k, z, nnz_x, costs, alone) for k in rivals}
+                )
+                with self._lock:
+                    self._tried[key] = kind
+                return out
+        return self._compute(kind, z, nnz_x, costs, alone)
+
+    def _compute(
+        self, kind: str, z: Matrix, nnz_x: int, costs: tuning.Costs, alone: bool
+    ) -> Matrix:
+        """``Z W`` by the kernel ``kind`` (``alone``: the batch has a core to spare)."""
+        nrows = z.shape[0]
         n_in, _, nnz_w = self._dims
         sparse_x = nnz_x < nrows * n_in
         if kind == "sparse":

@@ -99,9 +99,15 @@ kernel at every point.
 
 Each layer picks the cheapest for every batch, from the batch's size and
 density and what its earlier sparse products made (``spread``): the same
-input may go to another kernel on a later call. The kernels sum in different
-orders (SuiteSparse picks its internal method by the operands' formats), so
-results of different kernels agree to rounding, not bit for bit. A layer with
+input may go to another kernel on a later call. Where several kernels come
+within ``TRIAL_MARGIN`` of the cheapest (:func:`contenders`), a layer on the
+automatic path times them on the first batch of that kind instead
+(:func:`trial`) and keeps the fastest (:meth:`gbdnn.layers.Product.product`):
+these in-cache costs misjudge weights beyond the L3 cache, for every kernel.
+
+The kernels sum in different orders (SuiteSparse picks its internal method by
+the operands' formats), so results of different kernels agree to rounding, not
+bit for bit. A layer with
 a fixed ``path`` (``"sparse"``, ``"dense"`` or ``"dot"``) gives bit-identical
 results for any batch size and thread count; BLAS may round differently for different
 batch shapes.
@@ -128,6 +134,7 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, astuple, dataclass, fields
 from functools import cache, lru_cache
 from pathlib import Path
@@ -143,6 +150,7 @@ from .kernels import (
     plus_times,
     recycle,
     release,
+    spare_core,
     tile_rows,
 )
 
@@ -173,6 +181,27 @@ SPLIT_MAX_RATIO = 0.85
 #: at 75 % (measured 175) and the dense kernel at 207 (measured 209): the dense kernel
 #: was picked (``bench/README.md``).
 BLAS_ROWS = 512
+#: A layer on the automatic path times, on the batch itself, every kernel whose
+#: estimate comes within this factor of the cheapest's (:func:`contenders`): the
+#: model's errors on weights beyond the L3 cache reached 1.3x (64 rows through
+#: 4096x4096 at 75-80 %: the shared dense kernel priced at 15.8 / 12.8 ms, BLAS at
+#: 12.5; measured 12.9 / 11.0 against 13.6 / 13.9).
+TRIAL_MARGIN = 1.5
+#: ... where the cheapest estimate is at least this: a trial of shorter calls would
+#: be decided by the machine's noise, and their kernels' times lie closer together.
+TRIAL_MIN_SECONDS = 5e-4
+#: A trial times each kernel in this many rounds of this many calls, after an untimed
+#: one, the rounds apart so that a slow spell of the machine (its speed changes by up
+#: to 1.6x over tens of milliseconds) weighs on each kernel alike.
+TRIAL_ROUNDS = 2
+TRIAL_CALLS = 2
+#: Seconds of each step of :func:`settle`, and the share of one core under which
+#: the process counts as idle during a step.
+IDLE_STEP = 0.005
+IDLE_CORES = 0.25
+#: A trial of a batch alone waits at most this long for the process to fall idle
+#: before each round (:func:`settle`).
+TRIAL_SETTLE = 0.3
 #: :func:`calibrate` takes the median of each cost over this many calibrations.
 CALIBRATE_RUNS = 3
 #: :func:`calibrate` measures on layers at least this wide.
@@ -491,6 +520,99 @@ def _cheapest(
     every batch of the same shape, and the estimate was a tenth of a one-row call."""
     estimate = estimates(nrows, nnz_x, n_in, n_out, nnz_w, costs, spread, alone)
     return min(kernels, key=estimate.__getitem__)
+
+
+def contenders(
+    nrows: int,
+    nnz_x: int,
+    n_in: int,
+    n_out: int,
+    nnz_w: int,
+    costs: Costs,
+    *,
+    kernels: tuple[str, ...] = KERNELS,
+    spread: float | None = None,
+    alone: bool = False,
+) -> tuple[str, ...]:
+    """The kernels worth timing on the batch itself (:func:`trial`), cheapest
+    estimate first: those within ``TRIAL_MARGIN`` of the cheapest, where that
+    takes at least ``TRIAL_MIN_SECONDS``. Fewer than two: nothing to try."""
+    return _contenders(nrows, nnz_x, n_in, n_out, nnz_w, costs, kernels, spread, alone)
+
+
+@lru_cache(maxsize=4096)
+def _contenders(
+    nrows: int,
+    nnz_x: int,
+    n_in: int,
+    n_out: int,
+    nnz_w: int,
+    costs: Costs,
+    kernels: tuple[str, ...],
+    spread: float | None,
+    alone: bool,
+) -> tuple[str, ...]:
+    estimate = estimates(nrows, nnz_x, n_in, n_out, nnz_w, costs, spread, alone)
+    ranked = sorted(kernels, key=estimate.__getitem__)
+    least = estimate[ranked[0]]
+    if least < TRIAL_MIN_SECONDS:
+        return (ranked[0],)
+    return tuple(k for k in ranked if estimate[k] <= TRIAL_MARGIN * least)
+
+
+def trial(calls: dict[str, Callable[[], Matrix]]) -> tuple[str, Matrix]:
+    """The fastest of ``calls`` (``kernel: product``) and its result, every other
+    result released.
+
+    In each of ``TRIAL_ROUNDS`` rounds, each call runs once untimed (the first
+    builds the weight copy its kernel needs), then ``TRIAL_CALLS`` times; the
+    fastest median wins. BLAS runs last in a round: OpenBLAS's threads spin for
+    about 0.1 s after its last call and slow what runs beside them (64 rows
+    through 4096x4096 at 80 %: the dense kernel shared with the helper thread
+    took 16.6 ms within 50 ms of a BLAS product, 9.4 ms 0.1 s later), and a batch
+    alone waits for them to stop (:func:`settle`) before each round.
+    """
+    order = sorted(calls, key=lambda name: name == "blas")
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    last: dict[str, Matrix] = {}
+    for _ in range(TRIAL_ROUNDS):
+        if spare_core():
+            settle(TRIAL_SETTLE)
+        for name in order:
+            for timed in (False, *[True] * TRIAL_CALLS):
+                if name in last:
+                    release(last.pop(name))
+                start = time.perf_counter()
+                last[name] = calls[name]()
+                if timed:
+                    times[name].append(time.perf_counter() - start)
+    best = min(times, key=lambda name: float(np.median(times[name])))
+    for name, out in last.items():
+        if name != best:
+            release(out)
+    return best, last[best]
+
+
+def settle(limit: float) -> float:
+    """Wait until this process's threads are idle, at most ``limit`` seconds; return the wait.
+
+    A thread pool keeps its threads spinning after its last call, and whatever
+    runs next shares the cores with them: after NumPy's OpenBLAS products the
+    process used 0.8-1.6 cores through ~130 ms of sleep (PyTorch ~10 ms,
+    SuiteSparse and SciPy none), and gbdnn on 1024 rows through 4096x4096 at
+    90 % took 182-218 ms within 10 ms of a NumPy product, 143-186 ms 0.1-0.3 s
+    later.
+    The process counts as idle after two steps of ``IDLE_STEP`` seconds in
+    which it used under ``IDLE_CORES`` of a core.
+    """
+    start = time.perf_counter()
+    quiet = 0
+    while quiet < 2 and (now := time.perf_counter()) - start < limit:
+        cpu = time.process_time()
+        time.sleep(IDLE_STEP)
+        used = (time.process_time() - cpu) / (time.perf_counter() - now)
+        quiet = quiet + 1 if used < IDLE_CORES else 0
+    return time.perf_counter() - start
 
 
 def _freeing(kernel):

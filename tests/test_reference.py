@@ -1248,3 +1248,110 @@ def test_small_inputs_run_batch_after_batch_on_the_callers_thread():
     assert len(busy) == 3 and {inside for _, inside in busy} == {True}
     assert threading.get_ident() not in {ident for ident, _ in busy}
     assert not any(spare) and not kernels.spare_core()
+
+
+def test_contenders_are_the_kernels_near_the_cheapest_estimate():
+    from gbdnn import tuning
+
+    costs = tuning.Costs()
+    # 64 rows through 4096x4096 at 80 %: the dense kernel and BLAS within the margin,
+    # alone or busy, the cheapest first
+    at_80 = (64, 64 * 4096, 4096, 4096, 4096 * 819, costs)
+    for alone in (False, True):
+        estimate = tuning.estimates(*at_80, alone=alone)
+        rivals = tuning.contenders(*at_80, alone=alone)
+        assert len(rivals) >= 2 and set(rivals) <= set(tuning.KERNELS)
+        assert [estimate[k] for k in rivals] == sorted(estimate[k] for k in rivals)
+        assert rivals[0] == tuning.choose("auto", *at_80, alone=alone)
+        least = estimate[rivals[0]]
+        for kernel in tuning.KERNELS:
+            near = estimate[kernel] <= tuning.TRIAL_MARGIN * least
+            assert (kernel in rivals) == near
+    # the layer's own kernels only (integer layers have no BLAS kernel)
+    no_blas = ("sparse", "dense", "dot")
+    assert "blas" not in tuning.contenders(*at_80, kernels=no_blas)
+    # short products are not tried: the cheapest alone
+    small = (1, 1024, 1024, 1024, 10486, costs)
+    assert min(tuning.estimates(*small).values()) < tuning.TRIAL_MIN_SECONDS
+    assert tuning.contenders(*small) == (tuning.choose("auto", *small),)
+
+
+def test_a_trial_keeps_the_fastest_median_and_releases_the_rest(monkeypatch):
+    import time
+
+    from gbdnn import tuning
+
+    released, order = [], []
+    monkeypatch.setattr(tuning, "release", released.append)
+    seconds = {"blas": 0.004, "dense": 0.001, "sparse": 0.002}
+
+    def call(name):
+        def run():
+            order.append(name)
+            time.sleep(seconds[name])
+            return f"{name} {len(order)}"
+
+        return run
+
+    best, out = tuning.trial({name: call(name) for name in seconds})
+    per_round = 3 * (1 + tuning.TRIAL_CALLS)
+    # (dense runs first in the last round)
+    assert best == "dense"
+    assert out == f"dense {(tuning.TRIAL_ROUNDS - 1) * per_round + 1 + tuning.TRIAL_CALLS}"
+    assert len(order) == tuning.TRIAL_ROUNDS * per_round
+    # BLAS last in every round (its threads spin after it), each kernel's calls together
+    one_round = order[:per_round]
+    assert one_round[-(1 + tuning.TRIAL_CALLS) :] == ["blas"] * (1 + tuning.TRIAL_CALLS)
+    assert one_round == order[per_round : 2 * per_round]
+    block = 1 + tuning.TRIAL_CALLS
+    assert one_round == [name for name in one_round[::block] for _ in range(block)]
+    # every result but the winner's last one is released, once
+    assert len(released) == len(order) - 1 and out not in released
+    assert len(set(released)) == len(released)
+
+
+def test_an_automatic_layer_tries_near_kernels_once_per_kind_of_batch(monkeypatch):
+    import time
+
+    from gbdnn import kernels, tuning
+
+    rng = np.random.default_rng(17)
+    w = random_weights(rng, 96, 80, density=0.3).astype(np.float32)
+    layer = gbdnn.Linear(w, rng.normal(size=80), path="auto")
+    monkeypatch.setattr(tuning, "contenders", lambda *args, **kwargs: ("blas", "dense"))
+    blas, calls = kernels.plus_times_blas, []
+
+    def slow_blas(x, wd):  # BLAS made the slower of the two
+        calls.append(x.shape[0])
+        time.sleep(0.005)
+        return blas(x, wd)
+
+    monkeypatch.setattr(kernels, "plus_times_blas", slow_blas)
+    x = rng.normal(size=(32, 96)).astype(np.float32)
+    expected = x.astype(np.float64) @ w + layer.bias
+    first = layer(x, threads=1)
+    np.testing.assert_allclose(first, expected, rtol=1e-5, atol=1e-5)
+    assert layer._tried == {(32, 10, False): "dense"}
+    assert len(calls) == tuning.TRIAL_ROUNDS * (1 + tuning.TRIAL_CALLS)
+    # the next batch of that kind goes to the kernel the trial found fastest, no trial;
+    # one of another kind (half its entries stored) is tried
+    calls.clear()
+    np.testing.assert_array_equal(layer(x, threads=1), first)
+    assert not calls
+    half = np.where(rng.random(x.shape) < 0.5, x, 0)
+    np.testing.assert_allclose(
+        layer(sp.csr_matrix(half), threads=1, output="numpy"),
+        half.astype(np.float64) @ w + layer.bias,
+        rtol=1e-5,
+        atol=1e-5,
+    )
+    assert layer._tried[(32, 10 * np.count_nonzero(half) // half.size, False)] == "dense"
+    assert calls
+    # a fixed path is never tried; new weights forget the trials
+    layer.path = "blas"
+    calls.clear()
+    layer(x, threads=1)
+    assert calls == [32]
+    layer.path = "auto"
+    layer._set_stored(layer._stored)
+    assert layer._tried == {}

@@ -35,7 +35,7 @@ import numpy as np
 from ..envinfo import environment
 from ..errors import ParameterError
 from ..runner import available_cores, is_positive_int
-from ..tuning import as_record, current_costs
+from ..tuning import IDLE_STEP, as_record, current_costs, settle
 from .peers import (
     DENSE_PEERS,
     KERNEL_CHECKS,
@@ -46,10 +46,6 @@ from .peers import (
 )
 
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4, "int8": 0.1}
-#: Seconds of each step of :func:`settle`, and the share of one core under which
-#: the process counts as idle during a step.
-IDLE_STEP = 0.005
-IDLE_CORES = 0.25
 #: A call after which :func:`settle` waits longer than this leaves threads spinning.
 SPIN_WAIT = 2.5 * IDLE_STEP
 #: Calls shorter than this share a slice, in bursts of calls about this long.
@@ -166,28 +162,6 @@ def _data(shape, batch, sparsity, activation, seed):
     x = np.abs(rng.normal(size=(batch, n_in)))
     x[rng.random(x.shape) < activation] = 0
     return w, x
-
-
-def settle(limit: float) -> float:
-    """Wait until this process's threads are idle, at most ``limit`` seconds; return the wait.
-
-    A thread pool keeps its threads spinning after its last call, and whatever
-    runs next shares the cores with them: after NumPy's OpenBLAS products the
-    process used 0.8-1.6 cores through ~130 ms of sleep (PyTorch ~10 ms,
-    SuiteSparse and SciPy none), and gbdnn on 1024 rows through 4096x4096 at
-    90 % took 182-218 ms within 10 ms of a NumPy product, 143-186 ms 0.1-0.3 s
-    later.
-    The process counts as idle after two steps of ``IDLE_STEP`` seconds in
-    which it used under ``IDLE_CORES`` of a core.
-    """
-    start = time.perf_counter()
-    quiet = 0
-    while quiet < 2 and (now := time.perf_counter()) - start < limit:
-        cpu = time.process_time()
-        time.sleep(IDLE_STEP)
-        used = (time.process_time() - cpu) / (time.perf_counter() - now)
-        quiet = quiet + 1 if used < IDLE_CORES else 0
-    return time.perf_counter() - start
 
 
 def time_in_turn(runs: dict[str, Callable[[], object]], grid: Grid) -> dict[str, tuple]:

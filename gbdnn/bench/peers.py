@@ -164,7 +164,7 @@ def implementations(dtype: str) -> dict[str, Callable]:
 def _blas_last(impls: dict[str, Callable]) -> dict[str, Callable]:
     """``impls``, those on BLAS last (in turn they are timed in this order): their
     threads spin after their calls, and each slice waits for that
-    (:func:`gbdnn.bench.crossover.settle`, ~130 ms after OpenBLAS), so the sparse
+    (:func:`gbdnn.tuning.settle`, ~130 ms after OpenBLAS), so the sparse
     products compared most closely are timed closest together."""
     return dict(sorted(impls.items(), key=lambda item: item[0] in ON_BLAS))
 
