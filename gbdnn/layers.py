@@ -241,7 +241,7 @@ class Product:
                 tried = self._tried.get(key)
             if tried is not None:
                 kind = tried
-            elif len(rivals := tuning.contenders(*question, **options)) > 1:
+            elif len(rivals := tuning.contenders(nrows, nnz_x, self._dims, costs, **options)) > 1:
                 kind, out = tuning.trial(
                     {k: lambda k=k: self._compute(k, z, nnz_x, costs, alone) for k in rivals}
                 )

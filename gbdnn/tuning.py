@@ -107,10 +107,9 @@ these in-cache costs misjudge weights beyond the L3 cache, for every kernel.
 
 The kernels sum in different orders (SuiteSparse picks its internal method by
 the operands' formats), so results of different kernels agree to rounding, not
-bit for bit. A layer with
-a fixed ``path`` (``"sparse"``, ``"dense"`` or ``"dot"``) gives bit-identical
-results for any batch size and thread count; BLAS may round differently for different
-batch shapes.
+bit for bit. A layer with a fixed ``path`` (``"sparse"``, ``"dense"`` or
+``"dot"``) gives bit-identical results for any batch size and thread count; BLAS
+may round differently for different batch shapes.
 
 The default costs are :func:`calibrate`'s on one of the project's 2-core
 machines, an AMD EPYC (2048-wide layers, not the benchmark grid's sizes; each
@@ -501,11 +500,11 @@ def choose(
     if path != "auto":
         raise ParameterError(f"path {path!r} is not one of this layer's kernels {kernels}")
     costs = costs or current_costs()
-    return _cheapest(nrows, nnz_x, n_in, n_out, nnz_w, costs, kernels, spread, alone)
+    return _ranked(nrows, nnz_x, n_in, n_out, nnz_w, costs, kernels, spread, alone)[0][0]
 
 
 @lru_cache(maxsize=4096)
-def _cheapest(
+def _ranked(
     nrows: int,
     nnz_x: int,
     n_in: int,
@@ -515,19 +514,18 @@ def _cheapest(
     kernels: tuple[str, ...],
     spread: float | None,
     alone: bool,
-) -> str:
-    """The kernel of least estimate, remembered: a layer asks the same question for
-    every batch of the same shape, and the estimate was a tenth of a one-row call."""
+) -> tuple[tuple[str, float], ...]:
+    """``kernels`` and their estimates, the cheapest first, remembered: a layer asks
+    the same question for every batch of the same shape, and the estimate was a
+    tenth of a one-row call."""
     estimate = estimates(nrows, nnz_x, n_in, n_out, nnz_w, costs, spread, alone)
-    return min(kernels, key=estimate.__getitem__)
+    return tuple(sorted(((k, estimate[k]) for k in kernels), key=lambda ke: ke[1]))
 
 
 def contenders(
     nrows: int,
     nnz_x: int,
-    n_in: int,
-    n_out: int,
-    nnz_w: int,
+    dims: tuple[int, int, int],
     costs: Costs,
     *,
     kernels: tuple[str, ...] = KERNELS,
@@ -536,28 +534,15 @@ def contenders(
 ) -> tuple[str, ...]:
     """The kernels worth timing on the batch itself (:func:`trial`), cheapest
     estimate first: those within ``TRIAL_MARGIN`` of the cheapest, where that
-    takes at least ``TRIAL_MIN_SECONDS``. Fewer than two: nothing to try."""
-    return _contenders(nrows, nnz_x, n_in, n_out, nnz_w, costs, kernels, spread, alone)
+    takes at least ``TRIAL_MIN_SECONDS``. Fewer than two: nothing to try.
 
-
-@lru_cache(maxsize=4096)
-def _contenders(
-    nrows: int,
-    nnz_x: int,
-    n_in: int,
-    n_out: int,
-    nnz_w: int,
-    costs: Costs,
-    kernels: tuple[str, ...],
-    spread: float | None,
-    alone: bool,
-) -> tuple[str, ...]:
-    estimate = estimates(nrows, nnz_x, n_in, n_out, nnz_w, costs, spread, alone)
-    ranked = sorted(kernels, key=estimate.__getitem__)
-    least = estimate[ranked[0]]
+    ``dims`` is the weight's ``(in, out, nnz)``; the rest as for :func:`choose`.
+    """
+    ranked = _ranked(nrows, nnz_x, *dims, costs, kernels, spread, alone)
+    least = ranked[0][1]
     if least < TRIAL_MIN_SECONDS:
-        return (ranked[0],)
-    return tuple(k for k in ranked if estimate[k] <= TRIAL_MARGIN * least)
+        return (ranked[0][0],)
+    return tuple(k for k, seconds in ranked if seconds <= TRIAL_MARGIN * least)
 
 
 def trial(calls: dict[str, Callable[[], Matrix]]) -> tuple[str, Matrix]:
