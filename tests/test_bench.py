@@ -9,9 +9,10 @@ import time
 import pytest
 
 from gbdnn.bench import Grid, crossovers, kernel_choice, load_rows, plot, run_grid
-from gbdnn.bench.crossover import _crossing, settle, time_in_turn
+from gbdnn.bench.crossover import _crossing, time_in_turn
 from gbdnn.cli import main
 from gbdnn.errors import ParameterError
+from gbdnn.tuning import settle
 
 
 def test_crossing_is_interpolated_in_log_time():
