@@ -538,6 +538,8 @@ def contenders(
 
     ``dims`` is the weight's ``(in, out, nnz)``; the rest as for :func:`choose`.
     """
+    if len(dims) != 3:
+        raise ParameterError(f"dims must be the weight's (in, out, nnz), got {dims!r}")
     ranked = _ranked(nrows, nnz_x, *dims, costs, kernels, spread, alone)
     least = ranked[0][1]
     if least < TRIAL_MIN_SECONDS:
@@ -557,6 +559,8 @@ def trial(calls: dict[str, Callable[[], Matrix]]) -> tuple[str, Matrix]:
     took 16.6 ms within 50 ms of a BLAS product, 9.4 ms 0.1 s later), and a batch
     alone waits for them to stop (:func:`settle`) before each round.
     """
+    if not calls:
+        raise ParameterError("trial needs at least one call to time, got none")
     order = sorted(calls, key=lambda name: name == "blas")
     times: dict[str, list[float]] = {name: [] for name in calls}
     last: dict[str, Matrix] = {}

@@ -1276,6 +1276,8 @@ def test_contenders_are_the_kernels_near_the_cheapest_estimate():
     assert min(tuning.estimates(*small).values()) < tuning.TRIAL_MIN_SECONDS
     only = tuning.contenders(1, 1024, (1024, 1024, 10486), costs)
     assert only == (tuning.choose("auto", *small),)
+    with pytest.raises(gbdnn.ParameterError, match="dims must be"):
+        tuning.contenders(1, 1024, (1024, 1024), costs)
 
 
 def test_a_trial_keeps_the_fastest_median_and_releases_the_rest(monkeypatch):
@@ -1310,6 +1312,8 @@ def test_a_trial_keeps_the_fastest_median_and_releases_the_rest(monkeypatch):
     # every result but the winner's last one is released, once
     assert len(released) == len(order) - 1 and out not in released
     assert len(set(released)) == len(released)
+    with pytest.raises(gbdnn.ParameterError, match="at least one call"):
+        tuning.trial({})
 
 
 def test_an_automatic_layer_tries_near_kernels_once_per_kind_of_batch(monkeypatch):
