@@ -76,7 +76,6 @@ MADV_HUGEPAGE = 14
 ZERO_COPY_BYTES = 1 << 18
 #: Shapes of zero matrices each thread keeps for :func:`_zeros` (the last used).
 ZERO_SHAPES = 8
-_BLAS_LOCK = threading.Lock()
 #: C handles of the operators of each value type (a python-graphblas lookup costs 3 us).
 _OPS: dict[str, _Ops] = {}
 
@@ -859,19 +858,6 @@ def _tile_products(parts: tuple[Matrix, ...], xt: np.ndarray, dtype: DataType) -
         out = list(helper.run_beside(lambda: product(0), second))
     recycle(_take(xt_m))
     return out
-
-
-def plus_times_blas(x: Matrix, w_dense: np.ndarray) -> Matrix:
-    """Return ``Z = X W`` by dense BLAS (NumPy), for weights too dense for sparse kernels.
-
-    BLAS uses every core itself, so concurrent calls from gbdnn's batch threads
-    take turns instead of competing for the cores. A sum that overflows is
-    infinite without a warning, as in the GraphBLAS kernels.
-    """
-    dense = dense_stored(x, w_dense.dtype)
-    with _BLAS_LOCK, np.errstate(over="ignore", invalid="ignore"):
-        z = dense @ w_dense
-    return give(z, lookup_dtype(z.dtype))
 
 
 def add_bias_full(z: Matrix, bias: np.ndarray) -> Matrix:

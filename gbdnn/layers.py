@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from graphblas import Matrix, select
 
-from . import kernels, runner, tuning
+from . import blas, kernels, runner, tuning
 from .convert import ArrayLike, family_of, to_matrix, to_vector
 from .dtypes import ValueType, value_type
 from .errors import ParameterError, ParameterTypeError, ShapeError
@@ -273,7 +273,8 @@ class Product:
             if alone and tuning.splits(nrows, *self._dims[1:], costs):
                 return kernels.plus_times_dot_halves(z, self._weight_halves(), full=not sparse_x)
             return kernels.plus_times_dot(z, self._weight_t(), full=not sparse_x)
-        return kernels.plus_times_blas(z, self._weight_dense())
+        split = alone and tuning.blas_splits(nrows, n_in, self._dims[1], costs)
+        return blas.plus_times_blas(z, self._weight_dense(), split=split)
 
 
 class Linear(Product, Layer):

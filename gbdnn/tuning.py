@@ -212,11 +212,13 @@ CALLS_PER_TURN = 8
 #: the kernel they no longer describe. 2: the dot kernel accumulates into a full zero
 #: result (its cost per dot product fell 100x). 3: BLAS is calibrated on ``BLAS_ROWS``
 #: rows (its cost per multiply-add 0.81x the 128-row one), ``blas_alone_share`` taken
-#: against that.
-KERNELS_VERSION = 3
+#: against that. 4: BLAS runs each call on one of its threads, a batch alone shares
+#: its product with the helper thread (:mod:`gbdnn.blas`).
+KERNELS_VERSION = 4
 CHANGED_COSTS = {
     2: ("dot_mac", "dot_entry", "dot_call"),
     3: ("blas_mac", "blas_weight", "blas_alone_share"),
+    4: ("blas_mac", "blas_weight", "blas_alone_share", "blas_call"),
 }
 
 
@@ -364,7 +366,7 @@ def estimates(
     fill = _fill_seconds(nrows, nnz_x, n_in, c)
     # BLAS's share of its multiply-adds' time with every worker busy (not of its read
     # of W: calibrated on a weight in the L3 cache, it is 2-4x too low for one out of it)
-    blas = c.blas_alone_share if alone else 1.0
+    blas = c.blas_alone_share if alone and blas_splits(nrows, n_in, n_out, c) else 1.0
     dense = _dense_seconds(nrows, n_in, n_out, nnz_w, c)
     if alone and dense_splits(nrows, n_in, n_out, nnz_w, c):
         dense = _dense_shared(nrows, n_in, n_out, dense, c)
@@ -416,6 +418,17 @@ def dense_splits(nrows: int, n_in: int, n_out: int, nnz_w: int, costs: Costs) ->
 def _dot_seconds(nrows: int, n_out: int, nnz_w: int, c: Costs) -> float:
     """The dot kernel's work on one thread, its fixed cost left out."""
     return (c.dot_mac * nnz_w + c.dot_entry * n_out) * nrows
+
+
+@lru_cache(maxsize=4096)
+def blas_splits(nrows: int, n_in: int, n_out: int, costs: Costs) -> bool:
+    """Whether BLAS shares a product with the helper thread, given a core to spare
+    (:func:`gbdnn.blas.plus_times_blas`, ``W`` in halves by columns): where
+    ``split_call`` and ``blas_alone_share`` of the work cost at most
+    ``SPLIT_MAX_RATIO`` of the work on one thread."""
+    work = (costs.blas_mac * nrows + costs.blas_weight) * n_in * n_out
+    shared = costs.split_call + costs.blas_alone_share * work
+    return n_out >= 2 and shared <= SPLIT_MAX_RATIO * work
 
 
 @lru_cache(maxsize=4096)
@@ -798,6 +811,7 @@ def _measure(size: int, rows: int, threads: int) -> Costs:
     import graphblas as gb
 
     from . import kernels
+    from .blas import plus_times_blas
 
     rng = np.random.default_rng(0)
 
@@ -875,12 +889,13 @@ def _measure(size: int, rows: int, threads: int) -> Costs:
     # (the large batches that run so); and `rows` rows alone, BLAS not taking turns:
     # blas_alone_share * blas_mac * rows of that
     def blas(x):
-        return kernels.plus_times_blas(x, w)
+        return plus_times_blas(x, w)
 
     large = [batch(BLAS_ROWS, 1) for _ in full]
     many, one = (_seconds(blas, xs) / size**2 for xs in (large, [batch(1, 1) for _ in full]))
     blas_mac = max((many - one) / (BLAS_ROWS - 1), 1e-14)
-    alone = _seconds(blas, full[:1]) / size**2 - one
+    shared = _seconds(lambda x: plus_times_blas(x, w, split=split), full[:1])
+    alone = shared / size**2 - one
     blas_alone_share = min(max(alone, 1e-14) / (blas_mac * rows), 1.0)
     # fixed costs: one row through a tiny layer, on the caller's thread as small inputs run
     size = 64
@@ -890,7 +905,7 @@ def _measure(size: int, rows: int, threads: int) -> Costs:
         "sparse": (lambda x: kernels.plus_times(x, wm), tiny),
         "dense": (lambda x: kernels.plus_times_dense(x, wt), tiny),
         "dot": (lambda x: kernels.plus_times_dot(x, wt), tiny),
-        "blas": (lambda x: kernels.plus_times_blas(x, w), tiny),
+        "blas": (lambda x: plus_times_blas(x, w), tiny),
         "fill": (fill, batch(1, 0.3)),
     }
     # a few rows, where the dot kernel competes with the sparse one: one row alone, as a

@@ -607,14 +607,17 @@ def test_an_unreadable_or_incomplete_costs_cache_warns(tmp_path, monkeypatch):
             got = costs(json.dumps(dict(measured, dot_thread_gain=0.65)))
         assert got == tuning.Costs(sparse_mac=1.5e-9, dot_call=2e-4)
         # a cache of an older gbdnn, without a version: its dot kernel's and BLAS's costs
-        # are stale; of version 2, BLAS's (calibrated on smaller batches)
+        # are stale; of version 2, BLAS's (calibrated on smaller batches); of version 3,
+        # BLAS's (on all of its threads)
         unversioned = {k: v for k, v in measured.items() if k != "version"}
-        stale = "lack dot_mac, dot_entry, blas_mac, blas_weight, dot_call, blas_alone_share "
-        with pytest.warns(CacheWarning, match=stale):
+        blas = "blas_mac, blas_weight, blas_call, blas_alone_share "
+        stale = "lack dot_mac, dot_entry, blas_mac, blas_weight, dot_call, blas_call, "
+        with pytest.warns(CacheWarning, match=stale + "blas_alone_share "):
             assert costs(json.dumps(unversioned)) == tuning.Costs(sparse_mac=1.5e-9)
-        with pytest.warns(CacheWarning, match="lack blas_mac, blas_weight, blas_alone_share "):
-            got = costs(json.dumps(dict(measured, version=2)))
-        assert got == tuning.Costs(sparse_mac=1.5e-9, dot_call=2e-4)
+        for version in (2, 3):
+            with pytest.warns(CacheWarning, match="lack " + blas):
+                got = costs(json.dumps(dict(measured, version=version)))
+            assert got == tuning.Costs(sparse_mac=1.5e-9, dot_call=2e-4)
         older = {k: v for k, v in measured.items() if k != "sparse_weight"}  # an older gbdnn's
         with pytest.warns(CacheWarning, match="lack sparse_weight "):
             got = costs(json.dumps(older))
@@ -1319,20 +1322,20 @@ def test_a_trial_keeps_the_fastest_median_and_releases_the_rest(monkeypatch):
 def test_an_automatic_layer_tries_near_kernels_once_per_kind_of_batch(monkeypatch):
     import time
 
-    from gbdnn import kernels, tuning
+    from gbdnn import blas, tuning
 
     rng = np.random.default_rng(17)
     w = random_weights(rng, 96, 80, density=0.3).astype(np.float32)
     layer = gbdnn.Linear(w, rng.normal(size=80), path="auto")
     monkeypatch.setattr(tuning, "contenders", lambda *args, **kwargs: ("blas", "dense"))
-    blas, calls = kernels.plus_times_blas, []
+    plus_times_blas, calls = blas.plus_times_blas, []
 
-    def slow_blas(x, wd):  # BLAS made the slower of the two
+    def slow_blas(x, wd, **kwargs):  # BLAS made the slower of the two
         calls.append(x.shape[0])
         time.sleep(0.005)
-        return blas(x, wd)
+        return plus_times_blas(x, wd, **kwargs)
 
-    monkeypatch.setattr(kernels, "plus_times_blas", slow_blas)
+    monkeypatch.setattr(blas, "plus_times_blas", slow_blas)
     x = rng.normal(size=(32, 96)).astype(np.float32)
     expected = x.astype(np.float64) @ w + layer.bias
     first = layer(x, threads=1)

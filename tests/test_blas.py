@@ -1,0 +1,157 @@
+"""gbdnn's BLAS kernel: each call on one BLAS thread, a batch alone shared with the helper."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import graphblas as gb
+import numpy as np
+import pytest
+
+import gbdnn
+from gbdnn import blas, tuning
+
+needs_openblas = pytest.mark.skipif(
+    not blas._libraries(), reason="needs NumPy on an OpenBLAS with its own threads"
+)
+needs_helper = pytest.mark.skipif(
+    not gbdnn.helper.available(), reason="needs two cores and sched_getcpu"
+)
+TOL = {np.float32: {"rtol": 1e-5, "atol": 1e-4}, np.float64: {"rtol": 1e-12, "atol": 1e-12}}
+
+
+def blas_threads():
+    return [get() for get, _ in blas._libraries()]
+
+
+def operands(rng, nrows, dtype, zeros=0.0):
+    w = rng.normal(size=(300, 257)).astype(dtype)  # an odd width: halves of 128 and 129
+    x = rng.normal(size=(nrows, 300)).astype(dtype)
+    x[rng.random(x.shape) < zeros] = 0
+    return x, w
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("nrows", [1, 5, 64])
+@pytest.mark.parametrize("split", [False, True])
+@pytest.mark.parametrize("zeros", [0.0, 0.7])  # a full X, and a sparse one made full
+def test_the_blas_product_matches_numpy(dtype, nrows, split, zeros):
+    x, w = operands(np.random.default_rng(nrows), nrows, dtype, zeros)
+    z = blas.plus_times_blas(gb.Matrix.from_dense(x, missing_value=0), w, split=split)
+    assert z.dtype.np_type == dtype and z.shape == (nrows, 257)
+    np.testing.assert_allclose(z.to_dense(fill_value=0), x.astype(np.float64) @ w, **TOL[dtype])
+
+
+@needs_openblas
+def test_each_blas_call_runs_on_one_thread_and_the_setting_comes_back(monkeypatch):
+    x, w = operands(np.random.default_rng(1), 8, np.float64)
+    seen, matmul = [], np.matmul
+
+    def spy(*args, **kwargs):
+        seen.append(blas_threads())
+        return matmul(*args, **kwargs)
+
+    monkeypatch.setattr(np, "matmul", spy)
+    before = blas_threads()
+    for split in (False, True):
+        blas.plus_times_blas(gb.Matrix.from_dense(x), w, split=split)
+    assert seen and all(threads == [1] * len(before) for threads in seen)
+    assert blas_threads() == before
+    # the user's own setting is kept, whatever it is
+    try:
+        for _, set_threads in blas._libraries():
+            set_threads(1)
+        blas.plus_times_blas(gb.Matrix.from_dense(x), w)
+        assert blas_threads() == [1] * len(before)
+    finally:
+        for (_, set_threads), threads in zip(blas._libraries(), before, strict=True):
+            set_threads(threads)
+
+
+@needs_openblas
+def test_concurrent_blas_calls_are_right_and_restore_the_setting():
+    rng = np.random.default_rng(2)
+    before = blas_threads()
+    inputs = [operands(rng, 16, np.float64) for _ in range(24)]
+
+    def call(i):
+        x, w = inputs[i]
+        z = blas.plus_times_blas(gb.Matrix.from_dense(x), w, split=i % 2 == 0)
+        return np.abs(z.to_dense() - x @ w).max()
+
+    with ThreadPoolExecutor(3) as pool:
+        errors = list(pool.map(call, range(len(inputs))))
+    assert max(errors) < 1e-12
+    assert blas_threads() == before
+
+
+@needs_helper
+@needs_openblas
+def test_a_split_blas_product_runs_half_on_the_helper(monkeypatch):
+    x, w = operands(np.random.default_rng(3), 4, np.float32)
+    handed = []
+    run_beside = blas.helper.run_beside
+
+    def spy(first, second):
+        handed.append(1)
+        return run_beside(first, second)
+
+    monkeypatch.setattr(blas.helper, "run_beside", spy)
+    blas.plus_times_blas(gb.Matrix.from_dense(x), w, split=False)
+    assert handed == []
+    split = blas.plus_times_blas(gb.Matrix.from_dense(x), w, split=True)
+    assert handed == [1]
+    np.testing.assert_allclose(split.to_dense(), x.astype(np.float64) @ w, **TOL[np.float32])
+
+
+def test_without_a_blas_to_limit_calls_take_turns_unsplit(monkeypatch):
+    # MKL, BLIS, an OpenMP OpenBLAS or none found: BLAS keeps its own threads
+    monkeypatch.setattr(blas, "_libraries", lambda: ())
+    assert not blas.splittable()
+    handed = []
+    monkeypatch.setattr(blas.helper, "run_beside", lambda *calls: handed.append(1))
+    x, w = operands(np.random.default_rng(4), 6, np.float64)
+    with ThreadPoolExecutor(2) as pool:
+        results = list(
+            pool.map(lambda _: blas.plus_times_blas(gb.Matrix.from_dense(x), w, split=True), [0, 1])
+        )
+    assert handed == []
+    for z in results:
+        np.testing.assert_allclose(z.to_dense(), x @ w, **TOL[np.float64])
+
+
+def test_blas_splits_where_the_hand_over_pays():
+    cheap, dear = tuning.Costs(split_call=1e-9), tuning.Costs(split_call=10.0)
+    assert tuning.blas_splits(64, 1024, 1024, cheap)
+    assert not tuning.blas_splits(64, 1024, 1024, dear)
+    assert not tuning.blas_splits(64, 1024, 1, cheap)  # one column: nothing to halve
+    # a share of one (no gain from the second core) never splits
+    assert not tuning.blas_splits(64, 1024, 1024, tuning.Costs(split_call=1e-9, blas_alone_share=1))
+
+
+@needs_helper
+def test_a_lone_batch_shares_its_blas_product(monkeypatch):
+    rng = np.random.default_rng(5)
+    w = rng.normal(size=(400, 300)).astype(np.float32)
+    x = rng.normal(size=(3, 400)).astype(np.float32)
+    layer = gbdnn.Linear(w, rng.normal(size=300), path="blas")
+    splits, plus_times_blas = [], blas.plus_times_blas
+
+    def spy(x, w, *, split=False):
+        splits.append(split)
+        return plus_times_blas(x, w, split=split)
+
+    monkeypatch.setattr(blas, "plus_times_blas", spy)
+
+    def calls(costs, **kwargs):
+        splits.clear()
+        monkeypatch.setattr(tuning, "current_costs", lambda: costs)
+        return layer(x, **kwargs), list(splits)
+
+    cheap, dear = tuning.Costs(split_call=1e-9), tuning.Costs(split_call=10.0)
+    alone, seen = calls(cheap)
+    assert seen == [True]
+    assert calls(dear)[1] == [False]
+    one_thread, seen = calls(cheap, threads=1)  # no core to spare
+    assert seen == [False]
+    expected = x.astype(np.float64) @ w + layer.bias
+    for z in (alone, one_thread):
+        np.testing.assert_allclose(z, expected, **TOL[np.float32])
