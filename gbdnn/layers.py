@@ -206,8 +206,9 @@ class Product:
         return self._stored.ncols
 
     def row_seconds(self) -> float:
-        """Zero when a dense batch goes to BLAS, which uses every core itself (and
-        would read the whole weight once per batch); else the dense kernel's work."""
+        """Zero when a dense batch goes to BLAS, which shares a batch alone with the
+        helper thread itself (and would read the whole weight once per batch); else the
+        dense kernel's work."""
         n_in, n_out, nnz = self._dims
         rows = 64  # a typical batch per thread
         kind = tuning.choose(self.path, rows, rows * n_in, n_in, n_out, nnz, kernels=self._kernels)
@@ -273,8 +274,11 @@ class Product:
             if alone and tuning.splits(nrows, *self._dims[1:], costs):
                 return kernels.plus_times_dot_halves(z, self._weight_halves(), full=not sparse_x)
             return kernels.plus_times_dot(z, self._weight_t(), full=not sparse_x)
-        split = alone and tuning.blas_splits(nrows, n_in, self._dims[1], costs)
-        return blas.plus_times_blas(z, self._weight_dense(), split=split)
+        if not alone:  # beside other batch threads
+            threads = "one"
+        else:
+            threads = "two" if tuning.blas_splits(nrows, n_in, self._dims[1], costs) else "own"
+        return blas.plus_times_blas(z, self._weight_dense(), threads=threads)
 
 
 class Linear(Product, Layer):

@@ -67,19 +67,21 @@ call (``*_call``; per tile for the dense kernel, see
               depends on memory bandwidth, which these in-cache costs do not
               see (one row through 4096x4096: 0.94x one thread's time at 75 %,
               where BLAS was faster than either, 0.68x at 90 %).
-``"blas"``    :func:`gbdnn.kernels.plus_times_blas`, NumPy's dense BLAS:
+``"blas"``    :func:`gbdnn.blas.plus_times_blas`, NumPy's dense BLAS, each
+              call on one BLAS thread (:mod:`gbdnn.blas`):
               ``(blas_mac * b + blas_weight) * in * out``; ``blas_weight`` is
               reading the dense weight once per call, what dominates a small
               batch (a matrix-vector product is limited by memory, not by
-              arithmetic). BLAS uses every core itself, so calls from busy
-              batch threads take turns: measured so, with every worker busy,
-              each call costs what all the workers' calls do together. A
-              batch that runs alone (:func:`gbdnn.kernels.spare_core`) has
-              BLAS to itself: ``blas_alone_share`` of its multiply-adds'
-              time (BLAS alone took 0.44-0.51 of its busy time on two cores,
-              1 to 512 rows through 2048- and 4096-wide weights; priced as
-              busy, 64 rows through 4096x4096 at 75 % went to the dense
-              kernel at 19.5 ms, against BLAS's 11.3). BLAS's cost per
+              arithmetic). Measured with every worker busy, each making its
+              own call on its own core. A batch that runs alone
+              (:func:`gbdnn.kernels.spare_core`) shares a product with the
+              helper thread by halves of ``W``'s columns where that pays
+              (:func:`blas_splits`): ``blas_alone_share`` of its
+              multiply-adds' time (0.51 in one calibration of three runs;
+              when BLAS itself ran on both cores, it took 0.44-0.51 of its
+              busy time, 1 to 512 rows through 2048- and 4096-wide weights;
+              priced as busy, 64 rows through 4096x4096 at 75 % went to the
+              dense kernel at 19.5 ms, against BLAS's 11.3). BLAS's cost per
               multiply-add falls with the batch, so ``blas_mac`` is measured
               on the large batches that run with every worker busy
               (``BLAS_ROWS``), and the share is BLAS alone on the
@@ -359,14 +361,14 @@ def estimates(
 
     ``spread``: entries of Z per multiply-add of the sparse kernel, as last
     seen on this layer (None: not seen, counted as 0). ``alone``: the batch runs
-    alone with a core to spare, BLAS not taking turns with other batches.
+    alone with a core to spare, BLAS sharing it with the helper thread.
     """
     c = costs or current_costs()
     full = nnz_x == nrows * n_in
     fill = _fill_seconds(nrows, nnz_x, n_in, c)
     # BLAS's share of its multiply-adds' time with every worker busy (not of its read
     # of W: calibrated on a weight in the L3 cache, it is 2-4x too low for one out of it)
-    blas = c.blas_alone_share if alone and blas_splits(nrows, n_in, n_out, c) else 1.0
+    blas = c.blas_alone_share if alone else 1.0
     dense = _dense_seconds(nrows, n_in, n_out, nnz_w, c)
     if alone and dense_splits(nrows, n_in, n_out, nnz_w, c):
         dense = _dense_shared(nrows, n_in, n_out, dense, c)
@@ -798,7 +800,7 @@ def _measure(size: int, rows: int, threads: int) -> Costs:
     rows through weights 0.2-20 % dense (multiply-adds against result
     entries, fitted over the eight products); making 30 % dense rows full; BLAS once
     more on one-row batches, which measures reading the weight, and on one full
-    batch alone (``blas_alone_share``: BLAS not taking turns); the sparse
+    batch alone (``blas_alone_share``: shared with the helper thread); the sparse
     kernel on one row and on ``rows`` rows of one batch alone, whose
     difference does; the dense kernel once more on an empty weight, which
     measures making ``X'`` and ``Z``. The fixed costs are each kernel's
@@ -885,17 +887,22 @@ def _measure(size: int, rows: int, threads: int) -> Costs:
         split_costs = {"dense_split_share": share}
         dense_tiles = _tiles(rows, size, size)
 
-    # (blas_mac * b + blas_weight) * size^2 at b = BLAS_ROWS and b = 1, every worker busy
-    # (the large batches that run so); and `rows` rows alone, BLAS not taking turns:
-    # blas_alone_share * blas_mac * rows of that
-    def blas(x):
-        return plus_times_blas(x, w)
+    # (blas_mac * b + blas_weight) * size^2 at b = BLAS_ROWS and b = 1, every worker busy:
+    # the large batches on one BLAS thread each, as they run; single rows on BLAS's own
+    # threads, taking turns, as a row too small to share with the helper runs (on one
+    # BLAS thread each, the read of W measured 0.9-1.9e-10 s a weight in three
+    # calibrations, against 6e-11 s for one such call alone); and `rows` rows alone,
+    # shared with the helper: blas_alone_share * blas_mac * rows of that (measured before
+    # BLAS's own threads run, which spin afterwards on the helper's core)
+    def blas(threads):
+        return lambda x: plus_times_blas(x, w, threads=threads)
 
     large = [batch(BLAS_ROWS, 1) for _ in full]
-    many, one = (_seconds(blas, xs) / size**2 for xs in (large, [batch(1, 1) for _ in full]))
+    many = _seconds(blas("one"), large) / size**2
+    shared = _seconds(blas("two"), full[:1]) / size**2
+    one = _seconds(blas("own"), [batch(1, 1) for _ in full]) / size**2
     blas_mac = max((many - one) / (BLAS_ROWS - 1), 1e-14)
-    shared = _seconds(lambda x: plus_times_blas(x, w, split=split), full[:1])
-    alone = shared / size**2 - one
+    alone = shared - one
     blas_alone_share = min(max(alone, 1e-14) / (blas_mac * rows), 1.0)
     # fixed costs: one row through a tiny layer, on the caller's thread as small inputs run
     size = 64
@@ -905,7 +912,7 @@ def _measure(size: int, rows: int, threads: int) -> Costs:
         "sparse": (lambda x: kernels.plus_times(x, wm), tiny),
         "dense": (lambda x: kernels.plus_times_dense(x, wt), tiny),
         "dot": (lambda x: kernels.plus_times_dot(x, wt), tiny),
-        "blas": (lambda x: plus_times_blas(x, w), tiny),
+        "blas": (blas("own"), tiny),
         "fill": (fill, batch(1, 0.3)),
     }
     # a few rows, where the dot kernel competes with the sparse one: one row alone, as a

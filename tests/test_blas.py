@@ -1,4 +1,4 @@
-"""gbdnn's BLAS kernel: each call on one BLAS thread, a batch alone shared with the helper."""
+"""gbdnn's BLAS kernel: BLAS's own threads, one BLAS thread, or two halves with the helper."""
 
 from concurrent.futures import ThreadPoolExecutor
 
@@ -31,17 +31,23 @@ def operands(rng, nrows, dtype, zeros=0.0):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("nrows", [1, 5, 64])
-@pytest.mark.parametrize("split", [False, True])
+@pytest.mark.parametrize("threads", blas.THREADS)
 @pytest.mark.parametrize("zeros", [0.0, 0.7])  # a full X, and a sparse one made full
-def test_the_blas_product_matches_numpy(dtype, nrows, split, zeros):
+def test_the_blas_product_matches_numpy(dtype, nrows, threads, zeros):
     x, w = operands(np.random.default_rng(nrows), nrows, dtype, zeros)
-    z = blas.plus_times_blas(gb.Matrix.from_dense(x, missing_value=0), w, split=split)
+    z = blas.plus_times_blas(gb.Matrix.from_dense(x, missing_value=0), w, threads=threads)
     assert z.dtype.np_type == dtype and z.shape == (nrows, 257)
     np.testing.assert_allclose(z.to_dense(fill_value=0), x.astype(np.float64) @ w, **TOL[dtype])
 
 
+def test_an_unknown_threads_option_is_named():
+    x, w = operands(np.random.default_rng(0), 2, np.float64)
+    with pytest.raises(gbdnn.ParameterError, match="threads must be one of own, one, two"):
+        blas.plus_times_blas(gb.Matrix.from_dense(x), w, threads="all")
+
+
 @needs_openblas
-def test_each_blas_call_runs_on_one_thread_and_the_setting_comes_back(monkeypatch):
+def test_one_and_two_run_each_call_on_one_thread_and_the_setting_comes_back(monkeypatch):
     x, w = operands(np.random.default_rng(1), 8, np.float64)
     seen, matmul = [], np.matmul
 
@@ -51,15 +57,19 @@ def test_each_blas_call_runs_on_one_thread_and_the_setting_comes_back(monkeypatc
 
     monkeypatch.setattr(np, "matmul", spy)
     before = blas_threads()
-    for split in (False, True):
-        blas.plus_times_blas(gb.Matrix.from_dense(x), w, split=split)
-    assert seen and all(threads == [1] * len(before) for threads in seen)
+    assert max(before) > 1 or gbdnn.runner.available_cores() == 1
+    for threads in ("one", "two"):
+        blas.plus_times_blas(gb.Matrix.from_dense(x), w, threads=threads)
+    assert len(seen) >= 2 and all(threads == [1] * len(before) for threads in seen)
     assert blas_threads() == before
+    seen.clear()
+    blas.plus_times_blas(gb.Matrix.from_dense(x), w, threads="own")  # BLAS's own threads
+    assert seen == [before]
     # the user's own setting is kept, whatever it is
     try:
         for _, set_threads in blas._libraries():
             set_threads(1)
-        blas.plus_times_blas(gb.Matrix.from_dense(x), w)
+        blas.plus_times_blas(gb.Matrix.from_dense(x), w, threads="one")
         assert blas_threads() == [1] * len(before)
     finally:
         for (_, set_threads), threads in zip(blas._libraries(), before, strict=True):
@@ -74,7 +84,7 @@ def test_concurrent_blas_calls_are_right_and_restore_the_setting():
 
     def call(i):
         x, w = inputs[i]
-        z = blas.plus_times_blas(gb.Matrix.from_dense(x), w, split=i % 2 == 0)
+        z = blas.plus_times_blas(gb.Matrix.from_dense(x), w, threads=blas.THREADS[i % 3])
         return np.abs(z.to_dense() - x @ w).max()
 
     with ThreadPoolExecutor(3) as pool:
@@ -85,7 +95,7 @@ def test_concurrent_blas_calls_are_right_and_restore_the_setting():
 
 @needs_helper
 @needs_openblas
-def test_a_split_blas_product_runs_half_on_the_helper(monkeypatch):
+def test_two_runs_half_of_the_product_on_the_helper(monkeypatch):
     x, w = operands(np.random.default_rng(3), 4, np.float32)
     handed = []
     run_beside = blas.helper.run_beside
@@ -95,24 +105,26 @@ def test_a_split_blas_product_runs_half_on_the_helper(monkeypatch):
         return run_beside(first, second)
 
     monkeypatch.setattr(blas.helper, "run_beside", spy)
-    blas.plus_times_blas(gb.Matrix.from_dense(x), w, split=False)
+    for threads in ("own", "one"):
+        blas.plus_times_blas(gb.Matrix.from_dense(x), w, threads=threads)
     assert handed == []
-    split = blas.plus_times_blas(gb.Matrix.from_dense(x), w, split=True)
+    two = blas.plus_times_blas(gb.Matrix.from_dense(x), w, threads="two")
     assert handed == [1]
-    np.testing.assert_allclose(split.to_dense(), x.astype(np.float64) @ w, **TOL[np.float32])
+    np.testing.assert_allclose(two.to_dense(), x.astype(np.float64) @ w, **TOL[np.float32])
 
 
-def test_without_a_blas_to_limit_calls_take_turns_unsplit(monkeypatch):
+def test_without_a_blas_to_limit_every_call_keeps_its_own_threads(monkeypatch):
     # MKL, BLIS, an OpenMP OpenBLAS or none found: BLAS keeps its own threads
     monkeypatch.setattr(blas, "_libraries", lambda: ())
-    assert not blas.splittable()
     handed = []
     monkeypatch.setattr(blas.helper, "run_beside", lambda *calls: handed.append(1))
     x, w = operands(np.random.default_rng(4), 6, np.float64)
+
+    def call(threads):
+        return blas.plus_times_blas(gb.Matrix.from_dense(x), w, threads=threads)
+
     with ThreadPoolExecutor(2) as pool:
-        results = list(
-            pool.map(lambda _: blas.plus_times_blas(gb.Matrix.from_dense(x), w, split=True), [0, 1])
-        )
+        results = list(pool.map(call, ["two", "one", "two", "own"]))
     assert handed == []
     for z in results:
         np.testing.assert_allclose(z.to_dense(), x @ w, **TOL[np.float64])
@@ -128,30 +140,35 @@ def test_blas_splits_where_the_hand_over_pays():
 
 
 @needs_helper
-def test_a_lone_batch_shares_its_blas_product(monkeypatch):
+def test_a_lone_batch_shares_a_large_blas_product(monkeypatch):
     rng = np.random.default_rng(5)
     w = rng.normal(size=(400, 300)).astype(np.float32)
     x = rng.normal(size=(3, 400)).astype(np.float32)
     layer = gbdnn.Linear(w, rng.normal(size=300), path="blas")
-    splits, plus_times_blas = [], blas.plus_times_blas
+    seen, plus_times_blas = [], blas.plus_times_blas
 
-    def spy(x, w, *, split=False):
-        splits.append(split)
-        return plus_times_blas(x, w, split=split)
+    def spy(x, w, *, threads):
+        seen.append(threads)
+        return plus_times_blas(x, w, threads=threads)
 
     monkeypatch.setattr(blas, "plus_times_blas", spy)
 
     def calls(costs, **kwargs):
-        splits.clear()
+        seen.clear()
         monkeypatch.setattr(tuning, "current_costs", lambda: costs)
-        return layer(x, **kwargs), list(splits)
+        return layer(x, **kwargs), list(seen)
 
     cheap, dear = tuning.Costs(split_call=1e-9), tuning.Costs(split_call=10.0)
-    alone, seen = calls(cheap)
-    assert seen == [True]
-    assert calls(dear)[1] == [False]
-    one_thread, seen = calls(cheap, threads=1)  # no core to spare
-    assert seen == [False]
+    alone, threads = calls(cheap)
+    assert threads == ["two"]
+    assert calls(dear)[1] == ["own"]  # too small to pay for the hand-over
+    one_thread, threads = calls(cheap, threads=1)  # one thread asked for: one BLAS thread
+    assert threads == ["one"]
     expected = x.astype(np.float64) @ w + layer.bias
     for z in (alone, one_thread):
         np.testing.assert_allclose(z, expected, **TOL[np.float32])
+    # batches in parallel: one BLAS thread each
+    monkeypatch.setattr(gbdnn.runner, "PARALLEL_MIN_SECONDS", 0.0)
+    parallel, threads = calls(cheap, batch_size=1, threads=2)
+    assert threads == ["one"] * 3
+    np.testing.assert_allclose(parallel, expected, **TOL[np.float32])

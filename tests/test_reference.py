@@ -1170,7 +1170,7 @@ def test_dense_kernel_output_stored_by_column_feeds_every_kernel(following, relu
 
 
 def test_blas_layers_run_as_one_batch():
-    # BLAS uses every core itself; two batches would read the whole weight twice
+    # BLAS shares a batch alone with the helper; two batches would read the weight twice
     rng = np.random.default_rng(12)
     dense = gbdnn.Linear(rng.normal(size=(512, 512)))
     sparse = gbdnn.Linear(rng.normal(size=(512, 512)) * (rng.random((512, 512)) < 0.02))
