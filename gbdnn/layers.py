@@ -211,8 +211,18 @@ class Product:
         dense kernel's work."""
         n_in, n_out, nnz = self._dims
         rows = 64  # a typical batch per thread
-        kind = tuning.choose(self.path, rows, rows * n_in, n_in, n_out, nnz, kernels=self._kernels)
-        return 0.0 if kind == "blas" else tuning.current_costs().dense_mac * nnz
+        costs = self._costs()
+        kind = tuning.choose(
+            self.path, rows, rows * n_in, n_in, n_out, nnz, costs, kernels=self._kernels
+        )
+        return 0.0 if kind == "blas" else costs.dense_mac * nnz
+
+    def _costs(self) -> tuning.Costs:
+        """The machine's costs, BLAS's for this layer's BLAS type."""
+        costs = tuning.current_costs()
+        if self._blas_dtype is None:
+            return costs
+        return tuning.blas_typed(costs, np.dtype(self._blas_dtype).itemsize)
 
     def product(self, z: Matrix) -> Matrix:
         """``Z W`` by the kernel the layer's ``path`` picks for this batch.
@@ -231,7 +241,7 @@ class Product:
         """
         nnz_x = kernels.nvals(z)
         nrows = z.shape[0]
-        costs = tuning.current_costs()
+        costs = self._costs()
         alone = kernels.spare_core()  # a batch alone: the helper thread's core to spare
         question = (nrows, nnz_x, *self._dims, costs)
         options = {"kernels": self._kernels, "spread": self._spread, "alone": alone}

@@ -67,13 +67,14 @@ call (``*_call``; per tile for the dense kernel, see
               depends on memory bandwidth, which these in-cache costs do not
               see (one row through 4096x4096: 0.94x one thread's time at 75 %,
               where BLAS was faster than either, 0.68x at 90 %).
-``"blas"``    :func:`gbdnn.blas.plus_times_blas`, NumPy's dense BLAS, each
-              call on one BLAS thread (:mod:`gbdnn.blas`):
+``"blas"``    :func:`gbdnn.blas.plus_times_blas`, NumPy's dense BLAS
+              (:mod:`gbdnn.blas` says on which threads):
               ``(blas_mac * b + blas_weight) * in * out``; ``blas_weight`` is
               reading the dense weight once per call, what dominates a small
               batch (a matrix-vector product is limited by memory, not by
               arithmetic). Measured with every worker busy, each making its
-              own call on its own core. A batch that runs alone
+              own call on one BLAS thread (``blas_weight`` on single rows, on
+              BLAS's own threads, as such rows run). A batch that runs alone
               (:func:`gbdnn.kernels.spare_core`) shares a product with the
               helper thread by halves of ``W``'s columns where that pays
               (:func:`blas_splits`): ``blas_alone_share`` of its
@@ -136,7 +137,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, astuple, dataclass, fields
+from dataclasses import asdict, astuple, dataclass, fields, replace
 from functools import cache, lru_cache
 from pathlib import Path
 
@@ -290,6 +291,20 @@ def current_costs() -> Costs:
     return Costs(**measured)
 
 
+@lru_cache(maxsize=64)
+def blas_typed(costs: Costs, itemsize: int) -> Costs:
+    """``costs`` with BLAS's for values of ``itemsize`` bytes: calibrated on FP32, its
+    time per multiply-add and per weight read scale with the bytes of a value (half
+    as many values per vector register, twice the bytes of ``W`` to read). NumPy,
+    4096x4096, FP64 against FP32: 2.4x / 2.4x / 2.0x for 1 / 64 / 1024 rows (the
+    default grid); priced as FP32, 1024 FP64 rows through it at 75 % went to BLAS
+    (300 ms) instead of the dense kernel (200 ms, ``bench/README.md``)."""
+    scale = itemsize / 4
+    if scale <= 1:
+        return costs
+    return replace(costs, blas_mac=costs.blas_mac * scale, blas_weight=costs.blas_weight * scale)
+
+
 def as_record(costs: Costs) -> dict[str, float | int]:
     """``costs`` as they are cached: each field, and the ``KERNELS_VERSION`` they describe."""
     return {**asdict(costs), "version": KERNELS_VERSION}
@@ -425,9 +440,11 @@ def _dot_seconds(nrows: int, n_out: int, nnz_w: int, c: Costs) -> float:
 @lru_cache(maxsize=4096)
 def blas_splits(nrows: int, n_in: int, n_out: int, costs: Costs) -> bool:
     """Whether BLAS shares a product with the helper thread, given a core to spare
-    (:func:`gbdnn.blas.plus_times_blas`, ``W`` in halves by columns): where
-    ``split_call`` and ``blas_alone_share`` of the work cost at most
-    ``SPLIT_MAX_RATIO`` of the work on one thread."""
+    (``threads="two"`` of :func:`gbdnn.blas.plus_times_blas`, ``W`` in halves by
+    columns): where ``split_call`` and ``blas_alone_share`` of the work cost at most
+    ``SPLIT_MAX_RATIO`` of the work on one thread. Else the product keeps BLAS's own
+    threads, which start quicker than the helper: one row through 1024x1024 FP32
+    took 41 us on them, 97 on one thread, 143 in halves."""
     work = (costs.blas_mac * nrows + costs.blas_weight) * n_in * n_out
     shared = costs.split_call + costs.blas_alone_share * work
     return n_out >= 2 and shared <= SPLIT_MAX_RATIO * work

@@ -172,3 +172,26 @@ def test_a_lone_batch_shares_a_large_blas_product(monkeypatch):
     parallel, threads = calls(cheap, batch_size=1, threads=2)
     assert threads == ["one"] * 3
     np.testing.assert_allclose(parallel, expected, **TOL[np.float32])
+
+
+def test_blas_is_priced_by_the_bytes_of_its_values(monkeypatch):
+    costs = tuning.Costs(blas_mac=2e-11, blas_weight=7e-11)
+    assert tuning.blas_typed(costs, 4) == costs
+    fp64 = tuning.blas_typed(costs, 8)
+    assert (fp64.blas_mac, fp64.blas_weight) == (4e-11, 14e-11)
+    assert fp64.dense_mac == costs.dense_mac and fp64.blas_call == costs.blas_call
+    # each layer prices BLAS in the type it runs BLAS in
+    monkeypatch.setattr(tuning, "current_costs", lambda: costs)
+    seen, choose = [], tuning.choose
+
+    def spy(path, nrows, nnz_x, n_in, n_out, nnz_w, costs=None, **kwargs):
+        seen.append(costs.blas_mac)
+        return choose(path, nrows, nnz_x, n_in, n_out, nnz_w, costs, **kwargs)
+
+    monkeypatch.setattr(tuning, "choose", spy)
+    rng = np.random.default_rng(6)
+    w, x = rng.normal(size=(40, 30)), rng.normal(size=(2, 40))
+    for dtype, mac in (("float32", 2e-11), ("float64", 4e-11)):
+        seen.clear()
+        gbdnn.Linear(w, dtype=dtype)(x)
+        assert seen and set(seen) == {mac}
