@@ -444,7 +444,7 @@ def blas_splits(nrows: int, n_in: int, n_out: int, costs: Costs) -> bool:
     columns): where ``split_call`` and ``blas_alone_share`` of the work cost at most
     ``SPLIT_MAX_RATIO`` of the work on one thread. Else the product keeps BLAS's own
     threads, which start quicker than the helper: one row through 1024x1024 FP32
-    took 41 us on them, 97 on one thread, 143 in halves."""
+    took 86 us on them, 97 on one thread, 187 in halves (``bench/README.md``)."""
     work = (costs.blas_mac * nrows + costs.blas_weight) * n_in * n_out
     shared = costs.split_call + costs.blas_alone_share * work
     return n_out >= 2 and shared <= SPLIT_MAX_RATIO * work
