@@ -215,8 +215,8 @@ CALLS_PER_TURN = 8
 #: the kernel they no longer describe. 2: the dot kernel accumulates into a full zero
 #: result (its cost per dot product fell 100x). 3: BLAS is calibrated on ``BLAS_ROWS``
 #: rows (its cost per multiply-add 0.81x the 128-row one), ``blas_alone_share`` taken
-#: against that. 4: BLAS runs each call on one of its threads, a batch alone shares
-#: its product with the helper thread (:mod:`gbdnn.blas`).
+#: against that. 4: BLAS's threads are chosen by the product (:mod:`gbdnn.blas`): one
+#: BLAS thread per batch thread, a batch alone shared with the helper thread.
 KERNELS_VERSION = 4
 CHANGED_COSTS = {
     2: ("dot_mac", "dot_entry", "dot_call"),
@@ -381,9 +381,6 @@ def estimates(
     c = costs or current_costs()
     full = nnz_x == nrows * n_in
     fill = _fill_seconds(nrows, nnz_x, n_in, c)
-    # BLAS's share of its multiply-adds' time with every worker busy (not of its read
-    # of W: calibrated on a weight in the L3 cache, it is 2-4x too low for one out of it)
-    blas = c.blas_alone_share if alone else 1.0
     dense = _dense_seconds(nrows, n_in, n_out, nnz_w, c)
     if alone and dense_splits(nrows, n_in, n_out, nnz_w, c):
         dense = _dense_shared(nrows, n_in, n_out, dense, c)
@@ -393,8 +390,16 @@ def estimates(
         "dot": c.dot_call + _dot_seconds(nrows, n_out, nnz_w, c)
         if nrows <= DOT_MAX_ROWS and full and (nrows == 1 or nnz_w >= nrows * n_in)
         else float("inf"),
-        "blas": c.blas_call + fill + (blas * c.blas_mac * nrows + c.blas_weight) * n_in * n_out,
+        "blas": c.blas_call + fill + _blas_seconds(nrows, n_in, n_out, c, alone),
     }
+
+
+def _blas_seconds(nrows: int, n_in: int, n_out: int, c: Costs, alone: bool = False) -> float:
+    """BLAS's work, its fixed cost left out: with every worker busy, or for a batch
+    alone ``blas_alone_share`` of its multiply-adds' time (not of its read of W:
+    calibrated on a weight in the L3 cache, it is 2-4x too low for one out of it)."""
+    share = c.blas_alone_share if alone else 1.0
+    return (share * c.blas_mac * nrows + c.blas_weight) * n_in * n_out
 
 
 def _tiles(nrows: int, n_in: int, n_out: int) -> int:
@@ -445,7 +450,7 @@ def blas_splits(nrows: int, n_in: int, n_out: int, costs: Costs) -> bool:
     ``SPLIT_MAX_RATIO`` of the work on one thread. Else the product keeps BLAS's own
     threads, which start quicker than the helper: one row through 1024x1024 FP32
     took 86 us on them, 97 on one thread, 187 in halves (``bench/README.md``)."""
-    work = (costs.blas_mac * nrows + costs.blas_weight) * n_in * n_out
+    work = _blas_seconds(nrows, n_in, n_out, costs)
     shared = costs.split_call + costs.blas_alone_share * work
     return n_out >= 2 and shared <= SPLIT_MAX_RATIO * work
 
