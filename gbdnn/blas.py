@@ -30,7 +30,7 @@ from graphblas.dtypes import lookup_dtype
 
 from . import helper
 from .errors import ParameterError
-from .kernels import dense_stored, give
+from .kernels import dense_stored, give, recycle
 
 #: OpenBLAS's exported names carry one of these prefixes and suffixes (NumPy's wheels:
 #: ``scipy_openblas_set_num_threads64_``).
@@ -140,4 +140,5 @@ def plus_times_blas(x: Matrix, w_dense: np.ndarray, *, threads: Threads = "own")
     else:
         with _ONE_THREAD:
             columns(0, None)
+    recycle(dense)
     return give(z, lookup_dtype(z.dtype))

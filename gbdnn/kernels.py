@@ -61,11 +61,19 @@ TRANSPOSE_STRIP_COLUMNS = 256
 BITMAP_SUM_MIN_BYTES = 1 << 16
 #: Byte alignment of the dense kernel's tiles (one AVX-512 vector, one cache line).
 ALIGNMENT = 64
-#: Bytes of work arrays each thread keeps for reuse (:func:`recycle`).
-RECYCLE_BYTES = 4 << 20
+#: Bytes of work arrays each thread keeps for reuse (:func:`recycle`): a dense FP32
+#: batch of the default size (``AUTO_BATCH_ENTRIES``), which BLAS's kernel makes on
+#: every call. Not kept, it was fresh memory on some calls (glibc returns large blocks
+#: to the system): 1024 rows through 4096x4096 took 200-350 ms with 35-56 ms of system
+#: time in this machine's slow spells, 155-175 ms kept (``bench/README.md``).
+RECYCLE_BYTES = 16 << 20
 #: :func:`aligned_empty` asks Linux for huge pages (``madvise``) for arrays of at
 #: least this many bytes, as NumPy does for its own: a fresh 32 MB array was
-#: filled in 13.9 ms on 4 KB pages (8192 page faults), 2.7 ms by NumPy's.
+#: filled in 13.9 ms on 4 KB pages (8192 page faults), 2.7 ms by NumPy's. Like
+#: NumPy's, the array does not start on a huge page: ``posix_memalign`` gave 16 MB
+#: aligned so fresh memory from the system on every call (8 huge pages zeroed: 0.9-1.5
+#: ms, and in this machine's slow spells 35-56 ms of system time), where 64-byte
+#: aligned it reuses what the last call freed (``bench/README.md``).
 HUGE_PAGE_MIN_BYTES = 4 << 20
 HUGE_PAGE = 2 << 20
 MADV_HUGEPAGE = 14
@@ -117,8 +125,8 @@ def aligned_empty(nrows: int, ncols: int, dtype: np.dtype) -> np.ndarray:
     is owned by the array (freed by ``free``, as SuiteSparse frees what it
     is given), so :func:`give` hands it to SuiteSparse without a copy.
     Without ``posix_memalign`` (not POSIX): ``numpy.empty``. Arrays of at
-    least ``HUGE_PAGE_MIN_BYTES`` start on a huge page and ask Linux for huge
-    pages. An array of the same shape and dtype that this thread gave back by
+    least ``HUGE_PAGE_MIN_BYTES`` ask Linux for huge pages where whole ones fit
+    inside them. An array of the same shape and dtype that this thread gave back by
     :func:`recycle` is reused first.
     """
     dtype = np.dtype(dtype)
@@ -136,12 +144,16 @@ def aligned_empty(nrows: int, ncols: int, dtype: np.dtype) -> np.ndarray:
         return np.empty((nrows, ncols), dtype)
     size = nrows * ncols
     nbytes = max(size * dtype.itemsize, 1)
-    huge = nbytes >= HUGE_PAGE_MIN_BYTES and _MADVISE is not None
     pointer = ctypes.c_void_p()
-    if _MEMALIGN(ctypes.byref(pointer), HUGE_PAGE if huge else ALIGNMENT, nbytes):
+    if _MEMALIGN(ctypes.byref(pointer), ALIGNMENT, nbytes):
         raise MemoryError(f"cannot allocate a {nrows} x {ncols} {dtype} tile")
-    if huge:  # as NumPy does for its large arrays; a kernel without them ignores it
-        _MADVISE(pointer.value, nbytes, MADV_HUGEPAGE)
+    if nbytes >= HUGE_PAGE_MIN_BYTES and _MADVISE is not None:
+        # as NumPy does for its large arrays, on the whole huge pages inside this one (a
+        # kernel without them ignores it)
+        start = -(-pointer.value // HUGE_PAGE) * HUGE_PAGE
+        stop = (pointer.value + nbytes) // HUGE_PAGE * HUGE_PAGE
+        if stop > start:
+            _MADVISE(start, stop - start, MADV_HUGEPAGE)
     return claim_buffer_2d(ffi, ffi.cast("void*", pointer.value), size, nrows, ncols, dtype, True)
 
 

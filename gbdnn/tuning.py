@@ -176,6 +176,15 @@ FILL_MIN_ROWS = 8
 #: saved (97 %: 0.95x), and calibrations on one machine put the line on either side of
 #: 98 % (``bench/README.md``).
 SPLIT_MAX_RATIO = 0.85
+#: A batch alone shares a BLAS product with the helper thread only where the hand-over
+#: (``split_call``) is at most this share of the shared product's time. BLAS's own
+#: threads already use both cores and start hot from the last call, so the halves gain
+#: only by leaving no BLAS threads spinning on the helper's core: timed in a loop, 16
+#: and 64 rows through 1024x1024 took 1.09-1.15x their time on BLAS's own threads, and
+#: in a model the next layer there kept to one thread (1.17x the model's time); 4 to
+#: 1024 rows through 4096x4096 took 0.73-1.01x, and 64 rows through a model with a
+#: shared dense layer next 0.83x (``bench/README.md``).
+BLAS_HANDOVER_SHARE = 0.1
 #: Rows per worker of BLAS's calibration with every worker busy: its cost per
 #: multiply-add falls with the batch, and batches run so are large (inputs of 30 ms of
 #: work or more, ``AUTO_BATCH_ENTRIES`` entries a batch). Calibrated on 128 rows
@@ -447,12 +456,17 @@ def blas_splits(nrows: int, n_in: int, n_out: int, costs: Costs) -> bool:
     """Whether BLAS shares a product with the helper thread, given a core to spare
     (``threads="two"`` of :func:`gbdnn.blas.plus_times_blas`, ``W`` in halves by
     columns): where ``split_call`` and ``blas_alone_share`` of the work cost at most
-    ``SPLIT_MAX_RATIO`` of the work on one thread. Else the product keeps BLAS's own
-    threads, which start quicker than the helper: one row through 1024x1024 FP32
-    took 86 us on them, 97 on one thread, 187 in halves (``bench/README.md``)."""
+    ``SPLIT_MAX_RATIO`` of the work on one thread, and ``split_call`` is at most
+    ``BLAS_HANDOVER_SHARE`` of that. Else the product keeps BLAS's own threads,
+    which start quicker than the helper: one row through 1024x1024 FP32 took 86 us
+    on them, 97 on one thread, 187 in halves (``bench/README.md``)."""
     work = _blas_seconds(nrows, n_in, n_out, costs)
     shared = costs.split_call + costs.blas_alone_share * work
-    return n_out >= 2 and shared <= SPLIT_MAX_RATIO * work
+    return (
+        n_out >= 2
+        and shared <= SPLIT_MAX_RATIO * work
+        and costs.split_call <= BLAS_HANDOVER_SHARE * shared
+    )
 
 
 @lru_cache(maxsize=4096)

@@ -40,6 +40,23 @@ def test_the_blas_product_matches_numpy(dtype, nrows, threads, zeros):
     np.testing.assert_allclose(z.to_dense(fill_value=0), x.astype(np.float64) @ w, **TOL[dtype])
 
 
+@pytest.mark.parametrize("threads", blas.THREADS)
+def test_the_dense_input_is_kept_for_the_next_call(threads):
+    from gbdnn import kernels
+
+    rng = np.random.default_rng(7)
+    x1, w = operands(rng, 64, np.float32)
+    x2 = rng.normal(size=x1.shape).astype(np.float32)
+    z1 = blas.plus_times_blas(gb.Matrix.from_dense(x1), w, threads=threads)
+    (kept,) = kernels._recycled()[(64, 300, np.dtype(np.float32))]
+    np.testing.assert_array_equal(kept, x1)  # X made dense, no longer used
+    z2 = blas.plus_times_blas(gb.Matrix.from_dense(x2), w, threads=threads)
+    # the second call wrote its X over the first's, which the first result does not share
+    np.testing.assert_allclose(z1.to_dense(), x1.astype(np.float64) @ w, **TOL[np.float32])
+    np.testing.assert_allclose(z2.to_dense(), x2.astype(np.float64) @ w, **TOL[np.float32])
+    np.testing.assert_array_equal(kernels._recycled()[(64, 300, np.dtype(np.float32))][0], x2)
+
+
 def test_an_unknown_threads_option_is_named():
     x, w = operands(np.random.default_rng(0), 2, np.float64)
     with pytest.raises(gbdnn.ParameterError, match="threads must be one of own, one, two"):
@@ -137,6 +154,19 @@ def test_blas_splits_where_the_hand_over_pays():
     assert not tuning.blas_splits(64, 1024, 1, cheap)  # one column: nothing to halve
     # a share of one (no gain from the second core) never splits
     assert not tuning.blas_splits(64, 1024, 1024, tuning.Costs(split_call=1e-9, blas_alone_share=1))
+
+
+def test_blas_splits_only_where_the_hand_over_is_a_small_share():
+    work = tuning._blas_seconds(64, 1024, 1024, tuning.Costs())
+
+    def splits(handover):  # the hand-over as a share of the shared product's time
+        call = handover / (1 - handover) * 0.5 * work
+        costs = tuning.Costs(split_call=call, blas_alone_share=0.5)
+        return tuning.blas_splits(64, 1024, 1024, costs)
+
+    # both within SPLIT_MAX_RATIO: the shared time is 0.5 / (1 - handover) of one thread's
+    assert splits(0.9 * tuning.BLAS_HANDOVER_SHARE)
+    assert not splits(2 * tuning.BLAS_HANDOVER_SHARE)
 
 
 @needs_helper

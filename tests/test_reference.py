@@ -886,8 +886,16 @@ def test_large_work_arrays_ask_for_huge_pages(monkeypatch):
     monkeypatch.setattr(kernels, "_MADVISE", lambda *args: calls.append(args) or 0)
     big = kernels.aligned_empty(1023, 1029, np.float64)  # 8.4 MB, never one kept for reuse
     small = kernels.aligned_empty(61, 1029, np.float64)
-    assert big.ctypes.data % kernels.HUGE_PAGE == 0 and small.ctypes.data % kernels.ALIGNMENT == 0
-    assert calls == [(big.ctypes.data, big.nbytes, kernels.MADV_HUGEPAGE)]
+    assert big.ctypes.data % kernels.ALIGNMENT == 0 and small.ctypes.data % kernels.ALIGNMENT == 0
+    # the whole huge pages inside the array, not more
+    ((start, length, advice),) = calls
+    assert (
+        advice == kernels.MADV_HUGEPAGE
+        and start % kernels.HUGE_PAGE == length % kernels.HUGE_PAGE == 0
+    )
+    assert big.ctypes.data <= start < big.ctypes.data + kernels.HUGE_PAGE
+    assert big.ctypes.data + big.nbytes - kernels.HUGE_PAGE < start + length
+    assert start + length <= big.ctypes.data + big.nbytes
     big[...] = 2.0  # writable, and SuiteSparse takes it over and frees it as any other
     m = kernels.give(big, gb.dtypes.FP64)
     assert m.reduce_scalar().new().value == 2.0 * 1023 * 1029
