@@ -70,10 +70,11 @@ RECYCLE_BYTES = 16 << 20
 #: :func:`aligned_empty` asks Linux for huge pages (``madvise``) for arrays of at
 #: least this many bytes, as NumPy does for its own: a fresh 32 MB array was
 #: filled in 13.9 ms on 4 KB pages (8192 page faults), 2.7 ms by NumPy's. Like
-#: NumPy's, the array does not start on a huge page: ``posix_memalign`` gave 16 MB
-#: aligned so fresh memory from the system on every call (8 huge pages zeroed: 0.9-1.5
-#: ms, and in this machine's slow spells 35-56 ms of system time), where 64-byte
-#: aligned it reuses what the last call freed (``bench/README.md``).
+#: NumPy's, the array does not start on a huge page: aligned to one by
+#: ``posix_memalign``, a 16 MB array made on every call was fresh memory every time
+#: (8 huge pages zeroed: 0.9-1.5 ms, and in this machine's slow spells 35-56 ms of
+#: system time); 64-byte aligned, glibc mostly reuses what the last call freed
+#: (``bench/README.md``).
 HUGE_PAGE_MIN_BYTES = 4 << 20
 HUGE_PAGE = 2 << 20
 MADV_HUGEPAGE = 14

@@ -182,7 +182,7 @@ SPLIT_MAX_RATIO = 0.85
 #: only by leaving no BLAS threads spinning on the helper's core: timed in a loop, 16
 #: and 64 rows through 1024x1024 took 1.09-1.15x their time on BLAS's own threads, and
 #: in a model the next layer there kept to one thread (1.17x the model's time); 4 to
-#: 1024 rows through 4096x4096 took 0.73-1.01x, and 64 rows through a model with a
+#: 1024 rows through 4096x4096 took 0.81-1.01x, and 64 rows through a model with a
 #: shared dense layer next 0.83x (``bench/README.md``).
 BLAS_HANDOVER_SHARE = 0.1
 #: Rows per worker of BLAS's calibration with every worker busy: its cost per
@@ -458,8 +458,8 @@ def blas_splits(nrows: int, n_in: int, n_out: int, costs: Costs) -> bool:
     columns): where ``split_call`` and ``blas_alone_share`` of the work cost at most
     ``SPLIT_MAX_RATIO`` of the work on one thread, and ``split_call`` is at most
     ``BLAS_HANDOVER_SHARE`` of that. Else the product keeps BLAS's own threads,
-    which start quicker than the helper: one row through 1024x1024 FP32 took 86 us
-    on them, 97 on one thread, 187 in halves (``bench/README.md``)."""
+    which start quicker than the helper: one row through 1024x1024 FP32 took 56 us
+    on them, 71 on one thread, 140 in halves (``bench/README.md``)."""
     work = _blas_seconds(nrows, n_in, n_out, costs)
     shared = costs.split_call + costs.blas_alone_share * work
     return (
