@@ -8,8 +8,8 @@ products on one thread of the BLAS library each (its thread count set to one whi
 any such call runs, then set back) and spreads the work over the cores itself, as
 for its other kernels: a batch alone computes half of ``W``'s columns on the helper
 thread, batches run by several batch threads each make their own call. Products
-too small to pay for waking the helper keep BLAS's own threads, which are quicker
-to start (their spin is what makes them so).
+for which waking the helper is more than a small share of the time keep BLAS's own
+threads, which are quicker to start (their spin is what makes them so).
 
 Where no BLAS library can be limited so (only an OpenBLAS on its own threads is,
 through the library itself: ``threadpoolctl`` lets only one Python thread set it),
@@ -22,7 +22,7 @@ import ctypes
 import threading
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 from graphblas import Matrix
@@ -75,7 +75,7 @@ def _libraries() -> tuple[tuple[Callable[[], int], Callable[[int], None]], ...]:
 #: product while others run theirs); ``"two"`` one BLAS thread on each half of
 #: ``W``'s columns, the second half on the helper thread (a batch alone).
 Threads = Literal["own", "one", "two"]
-THREADS = ("own", "one", "two")
+THREADS: tuple[Threads, ...] = get_args(Threads)
 
 
 class _OneThread:

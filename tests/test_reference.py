@@ -884,7 +884,8 @@ def test_large_work_arrays_ask_for_huge_pages(monkeypatch):
 
     calls = []
     monkeypatch.setattr(kernels, "_MADVISE", lambda *args: calls.append(args) or 0)
-    big = kernels.aligned_empty(1023, 1029, np.float64)  # 8.4 MB, never one kept for reuse
+    # over RECYCLE_BYTES: never one kept for reuse
+    big = kernels.aligned_empty(kernels.RECYCLE_BYTES // (8 * 1029) + 1, 1029, np.float64)
     small = kernels.aligned_empty(61, 1029, np.float64)
     assert big.ctypes.data % kernels.ALIGNMENT == 0 and small.ctypes.data % kernels.ALIGNMENT == 0
     # the whole huge pages inside the array, not more
@@ -897,8 +898,9 @@ def test_large_work_arrays_ask_for_huge_pages(monkeypatch):
     assert big.ctypes.data + big.nbytes - kernels.HUGE_PAGE < start + length
     assert start + length <= big.ctypes.data + big.nbytes
     big[...] = 2.0  # writable, and SuiteSparse takes it over and frees it as any other
+    entries = big.size
     m = kernels.give(big, gb.dtypes.FP64)
-    assert m.reduce_scalar().new().value == 2.0 * 1023 * 1029
+    assert m.reduce_scalar().new().value == 2.0 * entries
     kernels.release(m)
 
 
