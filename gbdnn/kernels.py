@@ -25,7 +25,7 @@ import sys
 import threading
 import weakref
 from collections import OrderedDict
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from graphblas import Matrix, Vector, agg, binary, monoid, select, semiring, unary
@@ -87,6 +87,8 @@ ZERO_COPY_BYTES = 1 << 18
 ZERO_SHAPES = 8
 #: C handles of the operators of each value type (a python-graphblas lookup costs 3 us).
 _OPS: dict[str, _Ops] = {}
+#: C handles of python-graphblas operators by (module, name, type) (:func:`_handle`).
+_HANDLES: dict[tuple[str, str, str], Any] = {}
 
 
 class _ThreadState(threading.local):
@@ -887,39 +889,97 @@ def add_bias_full(z: Matrix, bias: np.ndarray) -> Matrix:
     return c
 
 
-def add_bias_stored(z: Matrix, bias: np.ndarray) -> None:
-    """In place, ``Z(i,j) += b(j)`` for the stored entries of ``Z`` only."""
-    if bias[0] == bias[-1] and (bias == bias[0]).all():
-        # Z(i,j) = Z(i,j) + b   (one bias for all columns)
-        z << z.apply(binary.plus, right=bias[0])
-    else:
-        # Z = Z (+.+) diag(b): each stored Z(i,j) meets only diag(b)(j,j)
-        d = Vector.from_dense(bias).diag()
-        z << z.mxm(d, semiring.plus_plus)
+def _handle(ops: Any, name: str, dtype: DataType) -> Any:
+    """The C handle of the python-graphblas operator ``ops.<name>`` on ``dtype``
+    (``ops`` the module ``binary``, ``select``, ``unary`` or ``semiring``), looked up
+    once: python-graphblas's lookup costs ~3 us."""
+    key = (ops.__name__, name, dtype.name)
+    handle = _HANDLES.get(key)
+    if handle is None:
+        handle = _HANDLES[key] = getattr(ops, name)[dtype]._carg
+    return handle
+
+
+def apply_right(c: Matrix, op: str, a: Matrix, value: float) -> None:
+    """``C = op(A, value)`` on the stored entries of ``A``.
+
+    ``op`` names a python-graphblas binary operator ("plus", "min", "times", ...),
+    applied in ``C``'s value type (``value`` is converted to it); ``C`` may be ``A``
+    (in place) or an empty matrix of its shape. One C call: ``z << z.apply(op,
+    right=value)`` cost ~10 us, as much as the product of one row through a
+    Graph Challenge layer (``bench/README.md``).
+    """
+    call = getattr(lib, f"GrB_Matrix_apply_BinaryOp2nd_{c.dtype.name}")
+    handle = _handle(binary, op, c.dtype)
+    check_status(call(c._carg, ffi.NULL, ffi.NULL, handle, a._carg, value, ffi.NULL), c)
+
+
+def select_right(c: Matrix, op: str, a: Matrix, value: float) -> None:
+    """``C = A`` on the entries where ``op(A(i,j), value)`` holds, the rest dropped.
+
+    ``op`` names a python-graphblas select operator ("valuegt", "valuene", ...) of
+    ``A``'s value type; ``C`` may be ``A`` (in place) or an empty matrix of its
+    shape, of any type (the values are cast to it). One C call, as :func:`apply_right`.
+    """
+    call = getattr(lib, f"GrB_Matrix_select_{a.dtype.name}")
+    handle = _handle(select, op, a.dtype)
+    check_status(call(c._carg, ffi.NULL, ffi.NULL, handle, a._carg, value, ffi.NULL), c)
+
+
+def apply_unary(c: Matrix, op: str, a: Matrix) -> None:
+    """``C = op(A)`` on the stored entries of ``A`` (``op`` a python-graphblas unary
+    operator of ``C``'s value type, e.g. "round" or "identity" to cast); one C call."""
+    handle = _handle(unary, op, c.dtype)
+    check_status(lib.GrB_Matrix_apply(c._carg, ffi.NULL, ffi.NULL, handle, a._carg, ffi.NULL), c)
+
+
+def like(m: Matrix, dtype: DataType | None = None) -> Matrix:
+    """A new empty matrix of ``m``'s shape (and type, unless ``dtype``), by one C call."""
+    return _empty(dtype or m.dtype, *m.shape)
+
+
+def diagonal(values: np.ndarray) -> Matrix:
+    """``D = diag(values)``, made once per layer for :func:`times_diagonal` and
+    :func:`plus_diagonal` (per batch it cost more than the product it scaled)."""
+    return Vector.from_dense(values).diag()
+
+
+def plus_diagonal(z: Matrix, d: Matrix) -> None:
+    """In place, ``Z(i,j) += d(j)`` for the stored entries of ``Z`` only."""
+    # Z = Z (+.+) D: each stored Z(i,j) meets only D(j,j)
+    plus_plus = _handle(semiring, "plus_plus", z.dtype)
+    check_status(lib.GrB_mxm(z._carg, ffi.NULL, ffi.NULL, plus_plus, z._carg, d._carg, ffi.NULL), z)
+
+
+def times_diagonal(z: Matrix, d: Matrix) -> None:
+    """In place, ``Z(i,j) *= d(j)`` for the stored entries of ``Z``."""
+    # Z = Z (+.*) D: one product per stored entry
+    _mxm(z, z, d)
 
 
 def relu(z: Matrix) -> None:
     """In place, ``Z = max(Z, 0)``, dropping every entry that is not positive."""
     # Z<Z > 0> = Z, the rest removed
-    z << select.valuegt(z, 0)
+    select_right(z, "valuegt", z, 0)
 
 
-def relu_bias_stored(z: Matrix, bias: np.ndarray) -> None:
+def relu_bias_stored(z: Matrix, bias: float | Matrix) -> None:
     """In place, ``Z = max(Z + b, 0)`` with ``b`` added to stored entries only.
 
-    With one bias for all columns the comparison comes first: ``z > -b`` holds
-    exactly when the rounded ``z + b`` is positive, so only surviving entries
-    are shifted, and the result is bit-identical to adding first.
+    ``bias`` is one number for every column, or ``diag(b)`` (:func:`diagonal`).
+    With one number the comparison comes first: ``z > -b`` holds exactly when the rounded ``z + b``
+    is positive, so only surviving entries are shifted, and the result is
+    bit-identical to adding first.
     """
-    if bias[0] == bias[-1] and (bias == bias[0]).all():
-        # keep Z(i,j) > -b, then Z(i,j) += b
-        z << select.valuegt(z, -bias[0])
-        z << z.apply(binary.plus, right=bias[0])
-    else:
-        add_bias_stored(z, bias)
+    if isinstance(bias, Matrix):
+        plus_diagonal(z, bias)
         relu(z)
+    else:
+        # keep Z(i,j) > -b, then Z(i,j) += b
+        select_right(z, "valuegt", z, -bias)
+        apply_right(z, "plus", z, bias)
 
 
 def clip_max(z: Matrix, max_value: float) -> None:
     """In place, ``Z(i,j) = min(Z(i,j), max_value)``."""
-    z << z.apply(binary.min, right=max_value)
+    apply_right(z, "min", z, max_value)

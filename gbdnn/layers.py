@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from graphblas import Matrix, select
+from graphblas import Matrix
 
 from . import blas, kernels, runner, tuning
 from .convert import ArrayLike, family_of, to_matrix, to_vector
@@ -106,10 +106,11 @@ class ReLU(Layer):
 
     def stage(self, following: Layer | None = None) -> tuple[runner.Stage, int]:
         def relu(z: Matrix) -> Matrix:
-            # a new matrix: stages never modify their input (it may be the caller's)
-            z = select.valuegt(z, 0).new()
-            self._clip(z)
-            return z
+            # Y<Z > 0> = Z, a new matrix: stages never modify their input (it may be the caller's)
+            y = kernels.like(z)
+            kernels.select_right(y, "valuegt", z, 0)
+            self._clip(y)
+            return y
 
         return relu, 1
 
@@ -240,19 +241,20 @@ class Product:
         full first).
         """
         nnz_x = kernels.nvals(z)
-        nrows = z.shape[0]
+        nrows, n_in = z.shape
         costs = self._costs()
         alone = kernels.spare_core()  # a batch alone: the helper thread's core to spare
-        question = (nrows, nnz_x, *self._dims, costs)
-        options = {"kernels": self._kernels, "spread": self._spread, "alone": alone}
-        kind = tuning.choose(self.path, *question, **options)
-        if self.path == "auto":
-            key = (nrows, 10 * nnz_x // max(nrows * self._dims[0], 1), alone)
-            with self._lock:
-                tried = self._tried.get(key)
-            if tried is not None:
-                kind = tried
-            elif len(rivals := tuning.contenders(nrows, nnz_x, self._dims, costs, **options)) > 1:
+        if self.path != "auto":
+            return self._compute(self.path, z, nnz_x, costs, alone)
+        key = (nrows, 10 * nnz_x // max(nrows * n_in, 1), alone)
+        kind = self._tried.get(key)
+        if kind is None:
+            # a sparse batch priced at its entries rounded: the next ones find the answer cached
+            priced = tuning.priced_entries(nnz_x, nrows, n_in)
+            options = {"kernels": self._kernels, "spread": self._spread, "alone": alone}
+            rivals = tuning.contenders(nrows, priced, self._dims, costs, **options)
+            kind = rivals[0]  # the cheapest estimate
+            if len(rivals) > 1:
                 kind, out = tuning.trial(
                     {k: lambda k=k: self._compute(k, z, nnz_x, costs, alone) for k in rivals}
                 )
@@ -273,8 +275,8 @@ class Product:
             out = kernels.plus_times(z, self._stored, fill=fill, full=not sparse_x)
             if sparse_x and not fill:
                 macs = tuning.multiply_adds(nnz_x, nnz_w, n_in)
-                if macs:
-                    self._spread = kernels.nvals(out) / macs
+                if macs:  # rounded, as the batch's entries are priced (tuning.coarse)
+                    self._spread = tuning.coarse(kernels.nvals(out) / macs)
             return out
         if kind == "dense":
             if alone and tuning.dense_splits(nrows, *self._dims, costs):
@@ -418,14 +420,16 @@ def affine_stage(
     b = bias if bias is not None and bias.any() else None
     relu = following if isinstance(following, ReLU) else None
     if relu is not None and (b is None or (b <= 0).all()):
+        # one number for every column, else diag(b), made once
+        stored = None if b is None else b[0] if (b == b[0]).all() else kernels.diagonal(b)
 
         def fused(z: Matrix) -> Matrix:
             # Z = min(max(P(X) + b, 0), max_value), b on stored entries only (exact: b <= 0)
             z = product(z)
-            if b is None:
+            if stored is None:
                 kernels.relu(z)
             else:
-                kernels.relu_bias_stored(z, b)
+                kernels.relu_bias_stored(z, stored)
             relu._clip(z)
             return z
 

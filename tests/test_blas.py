@@ -212,13 +212,13 @@ def test_blas_is_priced_by_the_bytes_of_its_values(monkeypatch):
     assert fp64.dense_mac == costs.dense_mac and fp64.blas_call == costs.blas_call
     # each layer prices BLAS in the type it runs BLAS in
     monkeypatch.setattr(tuning, "current_costs", lambda: costs)
-    seen, choose = [], tuning.choose
+    seen, contenders = [], tuning.contenders
 
-    def spy(path, nrows, nnz_x, n_in, n_out, nnz_w, costs=None, **kwargs):
+    def spy(nrows, nnz_x, dims, costs, **kwargs):  # asked by each batch's product
         seen.append(costs.blas_mac)
-        return choose(path, nrows, nnz_x, n_in, n_out, nnz_w, costs, **kwargs)
+        return contenders(nrows, nnz_x, dims, costs, **kwargs)
 
-    monkeypatch.setattr(tuning, "choose", spy)
+    monkeypatch.setattr(tuning, "contenders", spy)
     rng = np.random.default_rng(6)
     w, x = rng.normal(size=(40, 30)), rng.normal(size=(2, 40))
     for dtype, mac in (("float32", 2e-11), ("float64", 4e-11)):

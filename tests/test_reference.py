@@ -362,22 +362,22 @@ def test_layer_learns_result_entries_per_multiply_add(structured, monkeypatch):
         x = rng.normal(size=(64, n)) * (rng.random((64, n)) < 0.2)
     layer = gbdnn.Linear(w, dtype="float64")
     chosen = []
-    real_choose = gbdnn.tuning.choose
+    real_contenders = gbdnn.tuning.contenders
 
-    def choose(path, nrows, nnz_x, *args, **kwargs):
-        kind = real_choose(path, nrows, nnz_x, *args, **kwargs)
-        if nnz_x < nrows * n:  # the batch's product (not the full-row estimate of row_seconds)
-            chosen.append(kind)
-        return kind
+    def contenders(nrows, nnz_x, *args, **kwargs):  # asked by each batch's product
+        rivals = real_contenders(nrows, nnz_x, *args, **kwargs)
+        chosen.append(rivals[0])
+        return rivals
 
-    monkeypatch.setattr(gbdnn.tuning, "choose", choose)
+    monkeypatch.setattr(gbdnn.tuning, "contenders", contenders)
     first = layer(x)
     second = layer(x)
     expected = x @ w
     np.testing.assert_allclose(first, expected, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(second, expected, rtol=1e-12, atol=1e-12)
     macs = np.count_nonzero(x) * np.count_nonzero(w) / n
-    assert chosen[0] == "sparse" and layer._spread == np.count_nonzero(expected) / macs
+    spread = np.count_nonzero(expected) / macs  # kept rounded, as batches are priced
+    assert chosen[0] == "sparse" and layer._spread == gbdnn.tuning.coarse(spread)
     assert len(chosen) == 2 and chosen[1] == ("sparse" if structured else "dense")
     layer.set_weight(w)  # new weights: learnt afresh
     assert layer._spread is None
@@ -1204,14 +1204,13 @@ def test_a_batch_alone_prices_blas_alone(monkeypatch, threads, nrows, alone):
     w = rng.normal(size=(64, 32)) * (rng.random((64, 32)) < 0.5)
     layer = gbdnn.Linear(w, dtype="float64")
     asked = []
-    real_choose = tuning.choose
+    real_contenders = tuning.contenders
 
-    def choose(*args, **kwargs):
-        if "spread" in kwargs:  # a batch's product (not row_seconds' estimate)
-            asked.append(kwargs["alone"])
-        return real_choose(*args, **kwargs)
+    def contenders(*args, **kwargs):  # asked by each batch's product
+        asked.append(kwargs["alone"])
+        return real_contenders(*args, **kwargs)
 
-    monkeypatch.setattr(tuning, "choose", choose)
+    monkeypatch.setattr(tuning, "contenders", contenders)
     # enough work per row for batch threads at 64 rows, not at 4
     monkeypatch.setattr(layer, "row_seconds", lambda: 0.001)
     x = rng.normal(size=(nrows, 64))
@@ -1291,6 +1290,33 @@ def test_contenders_are_the_kernels_near_the_cheapest_estimate():
     assert only == (tuning.choose("auto", *small),)
     with pytest.raises(gbdnn.ParameterError, match="dims must be"):
         tuning.contenders(1, 1024, (1024, 1024), costs)
+
+
+def test_sparse_batches_are_priced_coarsely_so_their_choice_is_cached():
+    from gbdnn import tuning
+
+    # rounded to 5 significant bits: at most 1/32 off, 16 values an octave
+    values = np.geomspace(1e-4, 1e6, 4999)
+    rounded = np.array([tuning.coarse(v) for v in values])
+    assert np.all(np.abs(rounded / values - 1) <= 1 / 32)
+    assert len(np.unique(rounded)) == pytest.approx(10 * np.log2(10) * 16, abs=4)
+    assert tuning.coarse(0) == 0 and tuning.coarse(24) == 24 and tuning.coarse(1000) == 992
+    # full batches are priced exactly, sparse ones rounded but never as full
+    assert tuning.priced_entries(64 * 1024, 64, 1024) == 64 * 1024
+    assert tuning.priced_entries(64 * 1024 - 1, 64, 1024) == 64 * 1024 - 1
+    assert tuning.priced_entries(0, 64, 1024) == 0
+    assert tuning.priced_entries(1000, 64, 1024) == 992
+    assert tuning.priced_entries(1020, 1, 1021) == 1020  # 1024 rounded: never priced as full
+    # one row of a Graph Challenge-like layer: batches of nearby density, one estimate
+    rng = np.random.default_rng(5)
+    w = rng.normal(size=(1024, 1024)) * (rng.random((1024, 1024)) < 0.03)
+    layer = gbdnn.Linear(w, -0.3)
+    tuning._ranked.cache_clear()
+    for nnz in range(100, 110):
+        x = np.zeros((1, 1024))
+        x[0, rng.choice(1024, nnz, replace=False)] = 1.0
+        np.testing.assert_allclose(layer(x), x @ w - 0.3, rtol=1e-5, atol=1e-5)
+    assert tuning._ranked.cache_info().misses <= 4
 
 
 def test_a_trial_keeps_the_fastest_median_and_releases_the_rest(monkeypatch):

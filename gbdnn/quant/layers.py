@@ -32,8 +32,10 @@ from typing import Any
 import graphblas as gb
 import numpy as np
 import scipy.sparse as sp
-from graphblas import Matrix, Vector, binary, select, semiring, unary
+from graphblas import Matrix
+from graphblas.dtypes import lookup_dtype
 
+from .. import kernels
 from ..convert import dense_float64
 from ..dtypes import value_type
 from ..errors import ParameterError, ParameterTypeError, ShapeError
@@ -141,8 +143,9 @@ class QuantizedLinear(Product, Layer):
             dtype=self.acc_type,
         )
         self._init_product(weight_int, blas if self.acc_bound < 2**53 else None, path)
-        # m(j) = float32(s_x * s_w(j))
+        # m(j) = float32(s_x * s_w(j)); diag(m) made once where it differs by column
         self.multiplier = (self.input_scale * self.weight_scale).astype(np.float32)
+        self._scales = None if self.multiplier.size == 1 else kernels.diagonal(self.multiplier)
 
     @property
     def weight_int(self) -> Matrix:
@@ -155,21 +158,28 @@ class QuantizedLinear(Product, Layer):
     def quantize_input(self, z: Matrix) -> Matrix:
         """``X_q = clip(round(X / s_x), q_min, q_max)`` as integers, zeros dropped."""
         lo, hi = self.input_range
-        q = z.apply(binary.truediv, right=self.input_scale).new()
-        q << q.apply(unary.round)
-        q << q.apply(binary.min, right=np.float32(hi))
-        q << q.apply(binary.max, right=np.float32(lo))
-        # X_q<X_q != 0> : rounding to zero leaves nothing to multiply
-        return select.valuene(q, 0).new(dtype=self.acc_type)
+        # Q = X / s_x, then Q = min(max(round(Q), lo), hi), in FP32 on the stored entries
+        q = kernels.like(z)
+        kernels.apply_right(q, "truediv", z, self.input_scale)
+        kernels.apply_unary(q, "round", q)
+        kernels.apply_right(q, "min", q, hi)
+        kernels.apply_right(q, "max", q, lo)
+        # X_q<Q != 0> = Q as integers: rounding to zero leaves nothing to multiply
+        xq = kernels.like(q, lookup_dtype(self.acc_type))
+        kernels.select_right(xq, "valuene", q, 0)
+        kernels.release(q)
+        return xq
 
     def _rescale(self, acc: Matrix) -> Matrix:
         """``Z = float32(ACC) * m``."""
-        z = acc.dup(dtype=_FP32.graphblas)
-        if self.multiplier.size == 1:
-            z << z.apply(binary.times, right=self.multiplier[0])
+        # Z = float32(ACC)
+        z = kernels.like(acc, _FP32.graphblas)
+        kernels.apply_unary(z, "identity", acc)
+        if self._scales is None:
+            # Z(i,j) *= m
+            kernels.apply_right(z, "times", z, self.multiplier[0])
         else:
-            # Z = Z (+.*) diag(m): one product per entry
-            z << z.mxm(Vector.from_dense(self.multiplier).diag(), semiring.plus_times)
+            kernels.times_diagonal(z, self._scales)
         return z
 
     def _product(self, z: Matrix) -> Matrix:
