@@ -348,7 +348,7 @@ def _bitmap_all_finite(x: Matrix) -> bool:
     return ok
 
 
-def _is_full(m: Matrix) -> bool:
+def is_full(m: Matrix) -> bool:
     """Whether ``m`` stores every entry."""
     return nvals(m) == m.shape[0] * m.shape[1]
 
@@ -544,7 +544,7 @@ def plus_times(x: Matrix, w: Matrix, *, fill: bool = False, full: bool | None = 
     if n_in != n_w:
         raise ShapeError(f"X has {n_in} columns but W has {n_w} rows")
     if full is None:
-        full = _is_full(x)
+        full = is_full(x)
     filled = None
     if fill and not full:
         x = filled = give(dense_rows(x, x.dtype.np_type), x.dtype)
@@ -572,7 +572,7 @@ def dense_rows(x: Matrix, dtype: np.dtype, *, transpose: bool = False) -> np.nda
     gtype = lookup_dtype(dtype)
     shape = x.shape[::-1] if transpose else x.shape
     by_row = _by_row(x)
-    if _is_full(x):
+    if is_full(x):
         out = aligned_empty(*(x.shape if by_row else x.shape[::-1]), dtype)
         _extract_full(x, out)
     elif x.dtype == gtype and _is_bitmap(x):
@@ -609,7 +609,7 @@ def dense_into(x: Matrix, out: np.ndarray) -> None:
     """
     if out.shape != x.shape:
         raise ShapeError(f"out has shape {out.shape} but X has shape {x.shape}")
-    if out.flags.c_contiguous and _by_row(x) and _is_full(x):
+    if out.flags.c_contiguous and _by_row(x) and is_full(x):
         _extract_full(x, out)
         return
     values = dense_stored(x, out.dtype)
@@ -734,7 +734,7 @@ def _full_input(x: Matrix, full: bool | None) -> tuple[Matrix, Matrix | None]:
     """``X`` full (made so if it is not, ``full`` as in :func:`plus_times`), and the
     matrix made for it, if any (for :func:`_recycle_input`)."""
     if full is None:
-        full = _is_full(x)
+        full = is_full(x)
     if full:
         return x, None
     filled = give(dense_rows(x, x.dtype.np_type), x.dtype)
@@ -957,27 +957,92 @@ def times_diagonal(z: Matrix, d: Matrix) -> None:
     _mxm(z, z, d)
 
 
-def relu(z: Matrix) -> None:
-    """In place, ``Z = max(Z, 0)``, dropping every entry that is not positive."""
-    # Z<Z > 0> = Z, the rest removed
-    select_right(z, "valuegt", z, 0)
+class Bias(NamedTuple):
+    """A bias ``b`` (one value per column) prepared once per layer (:func:`prepare_bias`)."""
+
+    values: np.ndarray
+    diag: Matrix | None  # diag(b) where b differs by column; None: b(0) is every column's
 
 
-def relu_bias_stored(z: Matrix, bias: float | Matrix) -> None:
-    """In place, ``Z = max(Z + b, 0)`` with ``b`` added to stored entries only.
+def prepare_bias(values: np.ndarray) -> Bias:
+    """``values`` as a :class:`Bias` for :func:`relu_in_place`."""
+    return Bias(values, None if (values == values[0]).all() else diagonal(values))
 
-    ``bias`` is one number for every column, or ``diag(b)`` (:func:`diagonal`).
-    With one number the comparison comes first: ``z > -b`` holds exactly when the rounded ``z + b``
-    is positive, so only surviving entries are shifted, and the result is
-    bit-identical to adding first.
+
+def relu_in_place(z: Matrix, bias: Bias | None = None, cap: float | None = None) -> None:
+    """In place, ``Z = min(max(Z + b, 0), cap)`` with ``b`` added to the stored entries
+    only, every entry that is not positive dropped.
+
+    A bitmap or full ``Z`` (a value at every position) is done in NumPy on its
+    values, its flags rebuilt (:func:`_relu_positions`): SuiteSparse's kernels on a
+    bitmap test each position's flag, a branch half-dense data makes the processor
+    mispredict, and its ``min`` has no prebuilt kernel. A sparse ``Z`` by SuiteSparse,
+    the comparison first: ``z > -b`` holds exactly when the rounded ``z + b`` is
+    positive (``b <= 0``), so only surviving entries are shifted; the two ways give
+    the same bits.
     """
-    if isinstance(bias, Matrix):
-        plus_diagonal(z, bias)
-        relu(z)
-    else:
+    bitmap = _is_bitmap(z)
+    if bitmap or is_full(z):
+        _relu_positions(z, bias, cap, bitmap)
+        return
+    if bias is None:
+        # Z<Z > 0> = Z, the rest removed
+        select_right(z, "valuegt", z, 0)
+    elif bias.diag is None:
         # keep Z(i,j) > -b, then Z(i,j) += b
-        select_right(z, "valuegt", z, -bias)
-        apply_right(z, "plus", z, bias)
+        select_right(z, "valuegt", z, -bias.values[0])
+        apply_right(z, "plus", z, bias.values[0])
+    else:
+        plus_diagonal(z, bias.diag)
+        select_right(z, "valuegt", z, 0)
+    if cap is not None:
+        clip_max(z, cap)
+
+
+def _relu_positions(z: Matrix, bias: Bias | None, cap: float | None, bitmap: bool) -> None:
+    """:func:`relu_in_place` of a bitmap or full ``Z``, on its values in NumPy: ``Z`` is
+    unpacked, shifted, clipped and packed again as a bitmap of its positive entries."""
+    by_row = _by_row(z)
+    shape = z.shape if by_row else z.shape[::-1]
+    size = shape[0] * shape[1]
+    if bitmap:
+        present, values, iso = _unpack_bitmap(z, by_row)
+        present = _owner(present)
+    else:
+        values, iso = _take(z).reshape(-1), False
+    if iso:  # one value for every entry
+        values = np.full(size, values[0])
+    v = values[:size].reshape(shape)
+    # (values where a bitmap has no entry are undefined: they are shifted and
+    # compared, harmlessly, then dropped with their flags)
+    with np.errstate(all="ignore"):
+        if bias is not None:
+            shift = bias.values[0] if bias.diag is None else bias.values
+            np.add(v, shift if by_row or bias.diag is None else shift[:, None], out=v)
+        positive = np.greater(v, 0).reshape(-1)
+        if cap is not None:  # min(Z, cap): a compare and a copy (np.minimum: 3x as long)
+            np.copyto(v, cap, where=np.greater(v, cap))
+    if bitmap:
+        flags = present.view(np.bool_)
+        np.logical_and(flags[:size], positive, out=flags[:size])
+    else:
+        flags = positive
+    pack = lib.GxB_Matrix_pack_BitmapR if by_row else lib.GxB_Matrix_pack_BitmapC
+    values = _owner(values)
+    flag_pointer = ffi.new("int8_t**", ffi.from_buffer("int8_t*", flags))
+    value_pointer = ffi.new("void**", ffi.from_buffer("void*", values))
+    count = int(np.count_nonzero(positive if not bitmap else flags[:size]))
+    sizes = (flags.nbytes, values.nbytes)
+    check_status(pack(z._carg, flag_pointer, value_pointer, *sizes, False, count, ffi.NULL), z)
+    unclaim_buffer(_owner(flags))
+    unclaim_buffer(values)
+
+
+def _owner(array: np.ndarray) -> np.ndarray:
+    """The array that owns the memory ``array`` views (``array`` itself if it does)."""
+    while not array.flags.owndata:
+        array = array.base
+    return array
 
 
 def clip_max(z: Matrix, max_value: float) -> None:

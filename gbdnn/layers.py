@@ -109,14 +109,11 @@ class ReLU(Layer):
             # Y<Z > 0> = Z, a new matrix: stages never modify their input (it may be the caller's)
             y = kernels.like(z)
             kernels.select_right(y, "valuegt", z, 0)
-            self._clip(y)
+            if self.max_value is not None:
+                kernels.clip_max(y, self.max_value)
             return y
 
         return relu, 1
-
-    def _clip(self, z: Matrix) -> None:
-        if self.max_value is not None:
-            kernels.clip_max(z, self.max_value)
 
     def __repr__(self) -> str:
         return "ReLU()" if self.max_value is None else f"ReLU(max_value={self.max_value})"
@@ -419,33 +416,32 @@ def affine_stage(
     """
     b = bias if bias is not None and bias.any() else None
     relu = following if isinstance(following, ReLU) else None
-    if relu is not None and (b is None or (b <= 0).all()):
-        # one number for every column, else diag(b), made once
-        stored = None if b is None else b[0] if (b == b[0]).all() else kernels.diagonal(b)
+    if relu is not None:
+        shift = None if b is None else kernels.prepare_bias(b)
+        # b on stored entries only is exact where every b <= 0 (a missing entry would
+        # become max(b, 0) = 0) or where P(X) stores every entry
+        stored_only = b is None or bool((b <= 0).all())
 
         def fused(z: Matrix) -> Matrix:
-            # Z = min(max(P(X) + b, 0), max_value), b on stored entries only (exact: b <= 0)
-            z = product(z)
-            if stored is None:
-                kernels.relu(z)
-            else:
-                kernels.relu_bias_stored(z, stored)
-            relu._clip(z)
-            return z
+            # Z = min(max(P(X) + b, 0), max_value)
+            p = product(z)
+            if stored_only or kernels.is_full(p):
+                kernels.relu_in_place(p, shift, relu.max_value)
+                return p
+            out = kernels.add_bias_full(p, b)  # P(X) + 1 b', then the ReLU
+            kernels.release(p)
+            kernels.relu_in_place(out, None, relu.max_value)
+            return out
 
         return fused, 2
     if b is None:
-        affine = product
-    else:
+        return product, 1
 
-        def affine(z: Matrix) -> Matrix:
-            # Z = P(X) + 1 b', the bias reaching every entry
-            p = product(z)
-            out = kernels.add_bias_full(p, b)
-            kernels.release(p)
-            return out
+    def affine(z: Matrix) -> Matrix:
+        # Z = P(X) + 1 b', the bias reaching every entry
+        p = product(z)
+        out = kernels.add_bias_full(p, b)
+        kernels.release(p)
+        return out
 
-    if relu is None:
-        return affine, 1
-    relu_stage, _ = relu.stage()
-    return (lambda z: relu_stage(affine(z))), 2
+    return affine, 1

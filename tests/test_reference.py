@@ -128,6 +128,54 @@ def test_relu_keeps_activations_sparse():
     assert gb.select.valuele(y, 0).new().nvals == 0
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("stored", ["full", "bitmap", "sparse", "iso"])
+@pytest.mark.parametrize("by_row", [True, False])
+def test_relu_in_place_is_bit_identical_to_numpy_in_every_format(dtype, stored, by_row):
+    # full and bitmap Z go through NumPy, sparse Z through SuiteSparse: the same bits
+    from gbdnn import kernels
+
+    rng = np.random.default_rng(42)
+    z = rng.normal(size=(37, 23)).astype(dtype)
+    present = np.ones(z.shape, bool) if stored in ("full", "iso") else rng.random(z.shape) < 0.6
+    if stored == "iso":
+        z[:] = np.asarray(0.75, dtype)
+    uniform = np.full(23, -0.3, dtype)
+    columns = (-np.abs(rng.normal(size=23))).astype(dtype)
+    for bias in (None, uniform, columns):
+        for cap in (None, 0.5):
+            m = gb.Matrix.from_coo(*np.nonzero(present), z[present], nrows=37, ncols=23)
+            m.ss.config["format"] = "by_row" if by_row else "by_col"
+            control = {"full": "full", "iso": "full", "bitmap": "bitmap", "sparse": "sparse"}
+            m.ss.config["sparsity_control"] = [control[stored]]
+            assert (m.ss.is_iso if stored == "iso" else True) and m.dtype.np_type == dtype
+            shift = None if bias is None else kernels.prepare_bias(bias)
+            kernels.relu_in_place(m, shift, cap)
+            v = z + (0 if bias is None else bias)  # in dtype, as the kernels add
+            keep = present & (v > 0)
+            if cap is not None:
+                v = np.minimum(v, np.asarray(cap, dtype))
+            rows, cols, values = m.to_coo()
+            got = np.zeros(z.shape, bool)
+            got[rows, cols] = True
+            np.testing.assert_array_equal(got, keep)
+            np.testing.assert_array_equal(values, v[rows, cols])
+            assert values.dtype == dtype
+
+
+@pytest.mark.parametrize("path", ["dense", "sparse"])
+def test_positive_bias_and_clipped_relu_reach_every_entry(path):
+    # a full product takes the bias on its stored entries (all of them), a sparse one
+    # is made full first: column 1 of W is empty, the bias still arrives
+    w = np.array([[1.0, 0.0], [2.0, 0.0]])
+    model = gbdnn.Sequential(
+        [gbdnn.Linear(w, [0.5, 0.25], dtype="float64", path=path), gbdnn.ReLU(0.4)]
+    )
+    x = np.array([[1.0, 1.0], [0.0, 0.0]])
+    np.testing.assert_array_equal(model(x), [[0.4, 0.25], [0.4, 0.25]])
+    np.testing.assert_array_equal(model(sp.csr_array(x)).toarray(), [[0.4, 0.25], [0.4, 0.25]])
+
+
 @pytest.mark.parametrize(
     ("make", "family"),
     [
