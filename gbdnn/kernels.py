@@ -309,7 +309,7 @@ def all_finite(m: Matrix) -> bool:
     ``BITMAP_SUM_MIN_BYTES``: see :func:`_bitmap_all_finite`.
     """
     nrows, ncols = m.shape
-    if nrows * ncols * m.dtype.np_type.itemsize >= BITMAP_SUM_MIN_BYTES and _is_bitmap(m):
+    if nrows * ncols * m.dtype.np_type.itemsize >= BITMAP_SUM_MIN_BYTES and is_bitmap(m):
         return _bitmap_all_finite(m)
     ops = _ops(m.dtype)
     total = ffi.new(ops.scalar)
@@ -353,7 +353,7 @@ def is_full(m: Matrix) -> bool:
     return nvals(m) == m.shape[0] * m.shape[1]
 
 
-def _is_bitmap(m: Matrix) -> bool:
+def is_bitmap(m: Matrix) -> bool:
     """Whether SuiteSparse holds ``m`` as a bitmap (values of every position, and a flag each)."""
     status = ffi.new("int32_t*")
     check_status(lib.GxB_Matrix_Option_get_INT32(m._carg, lib.GxB_SPARSITY_STATUS, status), m)
@@ -460,26 +460,58 @@ def freed_when_dropped(m: Matrix) -> Matrix:
     return m
 
 
-def give(values: np.ndarray, dtype: DataType, *, by_row: bool = True) -> Matrix:
-    """A full matrix that takes over the memory of ``values``, without a copy.
+def give(
+    values: np.ndarray, dtype: DataType, *, by_row: bool = True, flags: np.ndarray | None = None
+) -> Matrix:
+    """A full matrix that takes over the memory of ``values``, without a copy; with
+    ``flags`` (bools of the same shape, taken over too) a bitmap of the flagged entries.
 
-    ``values`` must be C-ordered and own its memory; it must not be used
-    afterwards (it no longer owns the memory, which the matrix frees). With
-    ``by_row`` False, ``values`` holds the transpose ``Z'`` of the matrix ``Z``
-    returned, which is stored by column (the same memory).
-    SuiteSparse allocates with NumPy's allocator (``suitesparse_graphblas``
-    initialises it so), so either side may free what the other allocated.
-    ``Matrix.ss.import_fullr(values, take_ownership=True)`` does the same in
-    ~40 us, this in ~5 us.
+    ``values`` must be C-ordered and own its memory (or view from its start an
+    array that does); it must not be used afterwards (it no longer owns the
+    memory, which the matrix frees). With ``by_row`` False, ``values`` holds the
+    transpose ``Z'`` of the matrix ``Z`` returned, which is stored by column (the
+    same memory). SuiteSparse allocates with NumPy's allocator
+    (``suitesparse_graphblas`` initialises it so), so either side may free what the
+    other allocated. ``Matrix.ss.import_fullr(values, take_ownership=True)`` does
+    the same in ~40 us, this in ~5 us.
     """
-    if not (values.flags.c_contiguous and values.flags.owndata):
-        raise ValueError("values must be a C-ordered array that owns its memory")
+    owners = [_owner(a) for a in (values, flags) if a is not None]
+    for array, owner in zip((values, flags), owners, strict=False):
+        if not (array.flags.c_contiguous and array.ctypes.data == owner.ctypes.data):
+            raise ValueError("values must be a C-ordered array that owns its memory")
     m = _empty(dtype, *(values.shape if by_row else values.shape[::-1]))
-    pointer = ffi.new("void**", ffi.from_buffer("void*", values))
-    pack = lib.GxB_Matrix_pack_FullR if by_row else lib.GxB_Matrix_pack_FullC
-    check_status(pack(m._carg, pointer, values.nbytes, False, ffi.NULL), m)
-    unclaim_buffer(values)
+    pointer = ffi.new("void**", ffi.from_buffer("void*", owners[0]))
+    if flags is None:
+        pack = lib.GxB_Matrix_pack_FullR if by_row else lib.GxB_Matrix_pack_FullC
+        check_status(pack(m._carg, pointer, owners[0].nbytes, False, ffi.NULL), m)
+    else:
+        pack = lib.GxB_Matrix_pack_BitmapR if by_row else lib.GxB_Matrix_pack_BitmapC
+        present = ffi.new("int8_t**", ffi.from_buffer("int8_t*", owners[1]))
+        count = int(np.count_nonzero(flags))
+        sizes = (owners[1].nbytes, owners[0].nbytes)
+        check_status(pack(m._carg, present, pointer, *sizes, False, count, ffi.NULL), m)
+    for owner in owners:
+        unclaim_buffer(owner)
     return m
+
+
+def take_positions(m: Matrix) -> tuple[np.ndarray, np.ndarray | None, bool]:
+    """The values of a full or bitmap ``m`` (``m`` left empty), without a copy.
+
+    Returns the values as a C-ordered array in storage order (``M`` if ``m`` is
+    stored by row, ``M'`` if by column), the flags of a bitmap (bools of the same
+    shape, None for a full ``m``; the values where a flag is off are undefined),
+    and whether ``m`` is stored by row. Both arrays can go back to :func:`give`.
+    """
+    by_row = _by_row(m)
+    shape = m.shape if by_row else m.shape[::-1]
+    if not is_bitmap(m):
+        return _take(m), None, by_row
+    present, values, iso = _unpack_bitmap(m, by_row)
+    size = shape[0] * shape[1]
+    if iso:  # one value for every entry
+        values = np.full(size, values[0])
+    return values[:size].reshape(shape), present.view(np.bool_).reshape(shape), by_row
 
 
 def _take(m: Matrix) -> np.ndarray:
@@ -575,7 +607,7 @@ def dense_rows(x: Matrix, dtype: np.dtype, *, transpose: bool = False) -> np.nda
     if is_full(x):
         out = aligned_empty(*(x.shape if by_row else x.shape[::-1]), dtype)
         _extract_full(x, out)
-    elif x.dtype == gtype and _is_bitmap(x):
+    elif x.dtype == gtype and is_bitmap(x):
         out = _bitmap_values(x, by_row)
     else:
         # D = 0 (full, stored as asked), then D += X in place (CSR X: 2-7x faster than
@@ -965,13 +997,14 @@ class Bias(NamedTuple):
 
 
 def prepare_bias(values: np.ndarray) -> Bias:
-    """``values`` as a :class:`Bias` for :func:`relu_in_place`."""
+    """``values`` as a :class:`Bias` for :func:`relu`."""
     return Bias(values, None if (values == values[0]).all() else diagonal(values))
 
 
-def relu_in_place(z: Matrix, bias: Bias | None = None, cap: float | None = None) -> None:
-    """In place, ``Z = min(max(Z + b, 0), cap)`` with ``b`` added to the stored entries
-    only, every entry that is not positive dropped.
+def relu(z: Matrix, bias: Bias | None = None, cap: float | None = None) -> Matrix:
+    """Return ``min(max(Z + b, 0), cap)`` with ``b`` added to the stored entries only,
+    every entry that is not positive dropped; ``Z`` is used up (modified in place and
+    returned, or left empty).
 
     A bitmap or full ``Z`` (a value at every position) is done in NumPy on its
     values, its flags rebuilt (:func:`_relu_positions`): SuiteSparse's kernels on a
@@ -981,10 +1014,8 @@ def relu_in_place(z: Matrix, bias: Bias | None = None, cap: float | None = None)
     positive (``b <= 0``), so only surviving entries are shifted; the two ways give
     the same bits.
     """
-    bitmap = _is_bitmap(z)
-    if bitmap or is_full(z):
-        _relu_positions(z, bias, cap, bitmap)
-        return
+    if is_bitmap(z) or is_full(z):
+        return _relu_positions(z, bias, cap)
     if bias is None:
         # Z<Z > 0> = Z, the rest removed
         select_right(z, "valuegt", z, 0)
@@ -997,45 +1028,25 @@ def relu_in_place(z: Matrix, bias: Bias | None = None, cap: float | None = None)
         select_right(z, "valuegt", z, 0)
     if cap is not None:
         clip_max(z, cap)
+    return z
 
 
-def _relu_positions(z: Matrix, bias: Bias | None, cap: float | None, bitmap: bool) -> None:
-    """:func:`relu_in_place` of a bitmap or full ``Z``, on its values in NumPy: ``Z`` is
-    unpacked, shifted, clipped and packed again as a bitmap of its positive entries."""
-    by_row = _by_row(z)
-    shape = z.shape if by_row else z.shape[::-1]
-    size = shape[0] * shape[1]
-    if bitmap:
-        present, values, iso = _unpack_bitmap(z, by_row)
-        present = _owner(present)
-    else:
-        values, iso = _take(z).reshape(-1), False
-    if iso:  # one value for every entry
-        values = np.full(size, values[0])
-    v = values[:size].reshape(shape)
+def _relu_positions(z: Matrix, bias: Bias | None, cap: float | None) -> Matrix:
+    """:func:`relu` of a bitmap or full ``Z`` on its values in NumPy: the
+    result is a new bitmap of the positive entries, in ``Z``'s memory (``Z`` left empty)."""
+    v, present, by_row = take_positions(z)
     # (values where a bitmap has no entry are undefined: they are shifted and
     # compared, harmlessly, then dropped with their flags)
     with np.errstate(all="ignore"):
         if bias is not None:
             shift = bias.values[0] if bias.diag is None else bias.values
             np.add(v, shift if by_row or bias.diag is None else shift[:, None], out=v)
-        positive = np.greater(v, 0).reshape(-1)
+        positive = np.greater(v, 0)
         if cap is not None:  # min(Z, cap): a compare and a copy (np.minimum: 3x as long)
             np.copyto(v, cap, where=np.greater(v, cap))
-    if bitmap:
-        flags = present.view(np.bool_)
-        np.logical_and(flags[:size], positive, out=flags[:size])
-    else:
-        flags = positive
-    pack = lib.GxB_Matrix_pack_BitmapR if by_row else lib.GxB_Matrix_pack_BitmapC
-    values = _owner(values)
-    flag_pointer = ffi.new("int8_t**", ffi.from_buffer("int8_t*", flags))
-    value_pointer = ffi.new("void**", ffi.from_buffer("void*", values))
-    count = int(np.count_nonzero(positive if not bitmap else flags[:size]))
-    sizes = (flags.nbytes, values.nbytes)
-    check_status(pack(z._carg, flag_pointer, value_pointer, *sizes, False, count, ffi.NULL), z)
-    unclaim_buffer(_owner(flags))
-    unclaim_buffer(values)
+    if present is not None:
+        np.logical_and(positive, present, out=positive)
+    return give(v, z.dtype, by_row=by_row, flags=positive)
 
 
 def _owner(array: np.ndarray) -> np.ndarray:

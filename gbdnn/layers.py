@@ -426,12 +426,10 @@ def affine_stage(
             # Z = min(max(P(X) + b, 0), max_value)
             p = product(z)
             if stored_only or kernels.is_full(p):
-                kernels.relu_in_place(p, shift, relu.max_value)
-                return p
+                return kernels.relu(p, shift, relu.max_value)
             out = kernels.add_bias_full(p, b)  # P(X) + 1 b', then the ReLU
             kernels.release(p)
-            kernels.relu_in_place(out, None, relu.max_value)
-            return out
+            return kernels.relu(out, None, relu.max_value)
 
         return fused, 2
     if b is None:

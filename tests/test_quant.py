@@ -199,7 +199,7 @@ def random_model(rng, bias_sign):
     ],
     ids=["int8", "int4-pc-mse", "int3-asym"],
 )
-def test_integer_inference_is_bit_identical_to_int64_reference(bias_sign, quantizer):
+def test_integer_inference_is_bit_identical_to_int64_reference(bias_sign, quantizer, monkeypatch):
     rng = np.random.default_rng(4)
     model = random_model(rng, bias_sign)
     x = rng.normal(size=(300, 40))
@@ -209,6 +209,17 @@ def test_integer_inference_is_bit_identical_to_int64_reference(bias_sign, quanti
     np.testing.assert_array_equal(y, reference(q, x))
     for batch_size, threads in [(7, 2), (None, 2)]:
         np.testing.assert_array_equal(q(x, batch_size=batch_size, threads=threads), y)
+    # sparse activations are quantized by SuiteSparse, full ones in NumPy: the same bits
+    paths = []
+    for name in ("apply_unary", "take_positions"):  # the SuiteSparse path, the NumPy path
+        real = getattr(gbdnn.kernels, name)
+        monkeypatch.setattr(
+            gbdnn.kernels, name, lambda *a, real=real, name=name: paths.append(name) or real(*a)
+        )
+    sparse_x = sp.csr_array(np.where(rng.random(x.shape) < 0.8, 0, x))
+    np.testing.assert_array_equal(q(sparse_x).toarray(), reference(q, sparse_x.toarray()))
+    np.testing.assert_array_equal(q(x[:50]), y[:50])
+    assert {"apply_unary", "take_positions"} <= set(paths)
     # each layer computes s_x s_w (X_q W_c) + b: a float64 "fake-quant" of the same
     # integers agrees up to float32 rounding
     a = x.astype(np.float32)
