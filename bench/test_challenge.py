@@ -11,6 +11,10 @@ Timed in the same run:
 * a plain SciPy implementation (CSR products, bias and clip on ``.data``).
 
 Setup (reading, conversion) is not timed; categories are checked after timing.
+
+The same network also answers single requests: ``LATENCY_IMAGES`` images sent one
+call each (``test_*_one_image``), gbdnn against SciPy, each image's category
+checked against the truth after timing.
 """
 
 import graphblas as gb
@@ -21,10 +25,12 @@ from conftest import record
 from graphblas import Matrix, Vector, binary, select, semiring
 
 from gbdnn import challenge
+from gbdnn.runner import available_cores
 
 BIAS = np.float32(-0.3)
 YMAX = np.float32(32)
 ROUNDS = 3
+LATENCY_IMAGES = 200
 
 
 def lagraph_literal(x: Matrix, weights: list[Matrix], nthreads: int) -> Matrix:
@@ -86,3 +92,37 @@ def test_scipy(benchmark, real_workload):
     y = benchmark.pedantic(scipy_plain, args=(xs, ws), rounds=ROUNDS, iterations=1)
     np.testing.assert_array_equal(np.flatnonzero(np.diff(y.indptr)), expected)
     record(benchmark, "challenge", "SciPy", 1, edges(x, weights))
+
+
+@pytest.fixture(scope="module")
+def one_at_a_time(real_workload):
+    """The first ``LATENCY_IMAGES`` images, one 1-row matrix each, and their truth."""
+    weights, x, expected = real_workload
+    images = [x[i : i + 1, :].new() for i in range(LATENCY_IMAGES)]
+    return weights, images, expected[expected < LATENCY_IMAGES]
+
+
+def categories_of(outputs, count_nonzero) -> np.ndarray:
+    """The images whose single-row output has any entry that is not zero."""
+    return np.array([i for i, y in enumerate(outputs) if count_nonzero(y)], dtype=np.int64)
+
+
+def test_gbdnn_one_image(benchmark, one_at_a_time):
+    weights, images, expected = one_at_a_time
+    model = challenge.challenge_model(weights, float(BIAS))
+    ys = benchmark.pedantic(
+        lambda: [model.predict(x, output="graphblas") for x in images], rounds=ROUNDS, iterations=1
+    )
+    got = categories_of(ys, lambda y: select.valuene(y, 0).new().nvals)
+    np.testing.assert_array_equal(got, expected)
+    total = edges(images[0], weights) * len(images)
+    record(benchmark, "one image a call", "gbdnn", available_cores(), total, baseline=True)
+
+
+def test_scipy_one_image(benchmark, one_at_a_time):
+    weights, images, expected = one_at_a_time
+    xs = [gb.io.to_scipy_sparse(x, format="csr") for x in images]
+    ws = [gb.io.to_scipy_sparse(w, format="csr") for w in weights]
+    ys = benchmark.pedantic(lambda: [scipy_plain(x, ws) for x in xs], rounds=ROUNDS, iterations=1)
+    np.testing.assert_array_equal(categories_of(ys, lambda y: y.count_nonzero()), expected)
+    record(benchmark, "one image a call", "SciPy", 1, edges(images[0], weights) * len(images))

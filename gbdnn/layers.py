@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from graphblas import Matrix
 
-from . import blas, kernels, runner, tuning
+from . import blas, elementwise, kernels, runner, tuning
 from .convert import ArrayLike, family_of, to_matrix, to_vector
 from .dtypes import ValueType, value_type
 from .errors import ParameterError, ParameterTypeError, ShapeError
@@ -107,10 +107,10 @@ class ReLU(Layer):
     def stage(self, following: Layer | None = None) -> tuple[runner.Stage, int]:
         def relu(z: Matrix) -> Matrix:
             # Y<Z > 0> = Z, a new matrix: stages never modify their input (it may be the caller's)
-            y = kernels.like(z)
-            kernels.select_right(y, "valuegt", z, 0)
+            y = elementwise.like(z)
+            elementwise.select_right(y, "valuegt", z, 0)
             if self.max_value is not None:
-                kernels.clip_max(y, self.max_value)
+                elementwise.clip_max(y, self.max_value)
             return y
 
         return relu, 1
@@ -244,7 +244,7 @@ class Product:
         if self.path != "auto":
             return self._compute(self.path, z, nnz_x, costs, alone)
         key = (nrows, 10 * nnz_x // max(nrows * n_in, 1), alone)
-        kind = self._tried.get(key)
+        kind = self._tried.get(key)  # (a dict read needs no lock)
         if kind is None:
             # a sparse batch priced at its entries rounded: the next ones find the answer cached
             priced = tuning.priced_entries(nnz_x, nrows, n_in)
@@ -417,7 +417,7 @@ def affine_stage(
     b = bias if bias is not None and bias.any() else None
     relu = following if isinstance(following, ReLU) else None
     if relu is not None:
-        shift = None if b is None else kernels.prepare_bias(b)
+        shift = None if b is None else elementwise.prepare_bias(b)
         # b on stored entries only is exact where every b <= 0 (a missing entry would
         # become max(b, 0) = 0) or where P(X) stores every entry
         stored_only = b is None or bool((b <= 0).all())
@@ -426,10 +426,10 @@ def affine_stage(
             # Z = min(max(P(X) + b, 0), max_value)
             p = product(z)
             if stored_only or kernels.is_full(p):
-                return kernels.relu(p, shift, relu.max_value)
-            out = kernels.add_bias_full(p, b)  # P(X) + 1 b', then the ReLU
+                return elementwise.relu(p, shift, relu.max_value)
+            out = elementwise.add_bias_full(p, b)  # P(X) + 1 b', then the ReLU
             kernels.release(p)
-            return kernels.relu(out, None, relu.max_value)
+            return elementwise.relu(out, None, relu.max_value)
 
         return fused, 2
     if b is None:
@@ -438,7 +438,7 @@ def affine_stage(
     def affine(z: Matrix) -> Matrix:
         # Z = P(X) + 1 b', the bias reaching every entry
         p = product(z)
-        out = kernels.add_bias_full(p, b)
+        out = elementwise.add_bias_full(p, b)
         kernels.release(p)
         return out
 

@@ -210,8 +210,8 @@ TRIAL_CALLS = 2
 #: A sparse batch is priced at its entries and its layer's ``spread`` rounded to this
 #: many significant bits (at most 3.2 % off, :func:`coarse`): exact, each sparse batch
 #: of a network asked a new question, and pricing it anew (its answer not cached)
-#: took 3-4 us a layer; one row through four 1024-wide layers at 90 % took 1.05x
-#: the time (``bench/README.md``).
+#: took 3-4 us a layer; one new row a call through four 1024-wide layers at 90 % took
+#: 1.06-1.08x the time (``bench/README.md``).
 COARSE_BITS = 5
 #: Seconds of each step of :func:`settle`, and the share of one core under which
 #: the process counts as idle during a step.

@@ -211,10 +211,11 @@ def test_integer_inference_is_bit_identical_to_int64_reference(bias_sign, quanti
         np.testing.assert_array_equal(q(x, batch_size=batch_size, threads=threads), y)
     # sparse activations are quantized by SuiteSparse, full ones in NumPy: the same bits
     paths = []
-    for name in ("apply_unary", "take_positions"):  # the SuiteSparse path, the NumPy path
-        real = getattr(gbdnn.kernels, name)
+    # the SuiteSparse path, the NumPy path
+    for module, name in ((gbdnn.elementwise, "apply_unary"), (gbdnn.kernels, "take_positions")):
+        real = getattr(module, name)
         monkeypatch.setattr(
-            gbdnn.kernels, name, lambda *a, real=real, name=name: paths.append(name) or real(*a)
+            module, name, lambda *a, real=real, name=name: paths.append(name) or real(*a)
         )
     sparse_x = sp.csr_array(np.where(rng.random(x.shape) < 0.8, 0, x))
     np.testing.assert_array_equal(q(sparse_x).toarray(), reference(q, sparse_x.toarray()))

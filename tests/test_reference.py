@@ -129,15 +129,16 @@ def test_relu_keeps_activations_sparse():
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("stored", ["full", "bitmap", "sparse", "iso"])
+@pytest.mark.parametrize("stored", ["full", "bitmap", "sparse", "iso", "sparse, every entry"])
 @pytest.mark.parametrize("by_row", [True, False])
 def test_relu_kernel_is_bit_identical_to_numpy_in_every_format(dtype, stored, by_row):
     # full and bitmap Z go through NumPy, sparse Z through SuiteSparse: the same bits
-    from gbdnn import kernels
+    from gbdnn import elementwise
 
     rng = np.random.default_rng(42)
     z = rng.normal(size=(37, 23)).astype(dtype)
-    present = np.ones(z.shape, bool) if stored in ("full", "iso") else rng.random(z.shape) < 0.6
+    every = stored in ("full", "iso", "sparse, every entry")
+    present = np.ones(z.shape, bool) if every else rng.random(z.shape) < 0.6
     if stored == "iso":
         z[:] = np.asarray(0.75, dtype)
     uniform = np.full(23, -0.3, dtype)
@@ -146,11 +147,13 @@ def test_relu_kernel_is_bit_identical_to_numpy_in_every_format(dtype, stored, by
         for cap in (None, 0.5):
             m = gb.Matrix.from_coo(*np.nonzero(present), z[present], nrows=37, ncols=23)
             m.ss.config["format"] = "by_row" if by_row else "by_col"
-            control = {"full": "full", "iso": "full", "bitmap": "bitmap", "sparse": "sparse"}
-            m.ss.config["sparsity_control"] = [control[stored]]
-            assert (m.ss.is_iso if stored == "iso" else True) and m.dtype.np_type == dtype
-            shift = None if bias is None else kernels.prepare_bias(bias)
-            m = kernels.relu(m, shift, cap)
+            control = {"full": "full", "iso": "full", "bitmap": "bitmap"}
+            m.ss.config["sparsity_control"] = [control.get(stored, "sparse")]
+            kind = {"full": "full", "iso": "full", "bitmap": "bitmap"}.get(stored, "cs")
+            assert m.ss.format.startswith(kind) and m.dtype.np_type == dtype
+            assert m.ss.is_iso == (stored == "iso")
+            shift = None if bias is None else elementwise.prepare_bias(bias)
+            m = elementwise.relu(m, shift, cap)
             v = z + (0 if bias is None else bias)  # in dtype, as the kernels add
             keep = present & (v > 0)
             if cap is not None:

@@ -35,7 +35,7 @@ import scipy.sparse as sp
 from graphblas import Matrix
 from graphblas.dtypes import lookup_dtype
 
-from .. import kernels
+from .. import elementwise, kernels
 from ..convert import dense_float64
 from ..dtypes import value_type
 from ..errors import ParameterError, ParameterTypeError, ShapeError
@@ -145,7 +145,7 @@ class QuantizedLinear(Product, Layer):
         self._init_product(weight_int, blas if self.acc_bound < 2**53 else None, path)
         # m(j) = float32(s_x * s_w(j)); diag(m) made once where it differs by column
         self.multiplier = (self.input_scale * self.weight_scale).astype(np.float32)
-        self._scales = None if self.multiplier.size == 1 else kernels.diagonal(self.multiplier)
+        self._scales = None if self.multiplier.size == 1 else elementwise.diagonal(self.multiplier)
 
     @property
     def weight_int(self) -> Matrix:
@@ -168,14 +168,14 @@ class QuantizedLinear(Product, Layer):
             q = np.clip(round_half_away(v), lo, hi).astype(acc_type.np_type)
             return kernels.give(q, acc_type, flags=q != 0)
         # Q = X / s_x, then Q = min(max(round(Q), lo), hi), in FP32 on the stored entries
-        q = kernels.like(z)
-        kernels.apply_right(q, "truediv", z, self.input_scale)
-        kernels.apply_unary(q, "round", q)
-        kernels.apply_right(q, "min", q, hi)
-        kernels.apply_right(q, "max", q, lo)
+        q = elementwise.like(z)
+        elementwise.apply_right(q, "truediv", z, self.input_scale)
+        elementwise.apply_unary(q, "round", q)
+        elementwise.apply_right(q, "min", q, hi)
+        elementwise.apply_right(q, "max", q, lo)
         # X_q<Q != 0> = Q as integers: rounding to zero leaves nothing to multiply
-        xq = kernels.like(q, acc_type)
-        kernels.select_right(xq, "valuene", q, 0)
+        xq = elementwise.like(q, acc_type)
+        elementwise.select_right(xq, "valuene", q, 0)
         kernels.release(q)
         return xq
 
@@ -190,13 +190,13 @@ class QuantizedLinear(Product, Layer):
             z = np.multiply(values, scale, dtype=np.float32)
             return kernels.give(z, _FP32.graphblas, by_row=by_row, flags=present)
         # Z = float32(ACC)
-        z = kernels.like(acc, _FP32.graphblas)
-        kernels.apply_unary(z, "identity", acc)
+        z = elementwise.like(acc, _FP32.graphblas)
+        elementwise.apply_unary(z, "identity", acc)
         if self._scales is None:
             # Z(i,j) *= m
-            kernels.apply_right(z, "times", z, self.multiplier[0])
+            elementwise.apply_right(z, "times", z, self.multiplier[0])
         else:
-            kernels.times_diagonal(z, self._scales)
+            elementwise.times_diagonal(z, self._scales)
         return z
 
     def _product(self, z: Matrix) -> Matrix:

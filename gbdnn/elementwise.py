@@ -1,0 +1,181 @@
+"""Element-wise kernels after a product: bias, ReLU, clip, scaling.
+
+Each step is one SuiteSparse C call (a python-graphblas expression costs ~10 us
+of Python, as much as the product of one row through a Graph Challenge layer)
+or, on a full or bitmap matrix, NumPy on its values (:func:`relu`): SuiteSparse's
+kernels on a bitmap test each position's flag, a branch the processor mispredicts
+on half-dense data, and some operators (``min``, ``round``, casts from integers)
+have no prebuilt kernel. Both ways do the same IEEE operations in the same order,
+so results are bit-identical whichever a batch takes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+from graphblas import Matrix, Vector, binary, select, semiring, unary
+from graphblas.dtypes import DataType, lookup_dtype
+from graphblas.exceptions import check_status
+from suitesparse_graphblas import ffi, lib
+
+from .kernels import (
+    _accumulate,
+    _by_row,
+    _empty,
+    _mxm,
+    give,
+    is_bitmap,
+    is_full,
+    take_positions,
+)
+
+#: C handles of python-graphblas operators by (module, name, type) (:func:`_handle`).
+_HANDLES: dict[tuple[str, str, str], Any] = {}
+
+
+def add_bias_full(z: Matrix, bias: np.ndarray) -> Matrix:
+    """Return ``Z + 1 b'``: the bias reaches every entry, stored or not.
+
+    One addition per entry after the product, as on the stored-entries path.
+    ``C`` is stored like ``Z`` (adding across orientations costs a transpose).
+    """
+    by_row = _by_row(z)
+    rows = np.broadcast_to(bias, (z.shape[0], bias.size))
+    # C = 1 b' (full), then C += Z
+    c = give((rows if by_row else rows.T).copy(), lookup_dtype(bias.dtype), by_row=by_row)
+    _accumulate(c, z)
+    return c
+
+
+def _handle(ops: Any, name: str, dtype: DataType) -> Any:
+    """The C handle of the python-graphblas operator ``ops.<name>`` on ``dtype``
+    (``ops`` the module ``binary``, ``select``, ``unary`` or ``semiring``), looked up
+    once: python-graphblas's lookup costs ~3 us."""
+    key = (ops.__name__, name, dtype.name)
+    handle = _HANDLES.get(key)
+    if handle is None:
+        handle = _HANDLES[key] = getattr(ops, name)[dtype]._carg
+    return handle
+
+
+def apply_right(c: Matrix, op: str, a: Matrix, value: float) -> None:
+    """``C = op(A, value)`` on the stored entries of ``A``.
+
+    ``op`` names a python-graphblas binary operator ("plus", "min", "times", ...),
+    applied in ``C``'s value type (``value`` is converted to it); ``C`` may be ``A``
+    (in place) or an empty matrix of its shape. One C call: ``z << z.apply(op,
+    right=value)`` cost ~10 us, as much as the product of one row through a
+    Graph Challenge layer (``bench/README.md``).
+    """
+    call = getattr(lib, f"GrB_Matrix_apply_BinaryOp2nd_{c.dtype.name}")
+    handle = _handle(binary, op, c.dtype)
+    check_status(call(c._carg, ffi.NULL, ffi.NULL, handle, a._carg, value, ffi.NULL), c)
+
+
+def select_right(c: Matrix, op: str, a: Matrix, value: float) -> None:
+    """``C = A`` on the entries where ``op(A(i,j), value)`` holds, the rest dropped.
+
+    ``op`` names a python-graphblas select operator ("valuegt", "valuene", ...) of
+    ``A``'s value type; ``C`` may be ``A`` (in place) or an empty matrix of its
+    shape, of any type (the values are cast to it). One C call, as :func:`apply_right`.
+    """
+    call = getattr(lib, f"GrB_Matrix_select_{a.dtype.name}")
+    handle = _handle(select, op, a.dtype)
+    check_status(call(c._carg, ffi.NULL, ffi.NULL, handle, a._carg, value, ffi.NULL), c)
+
+
+def apply_unary(c: Matrix, op: str, a: Matrix) -> None:
+    """``C = op(A)`` on the stored entries of ``A`` (``op`` a python-graphblas unary
+    operator of ``C``'s value type, e.g. "round" or "identity" to cast); one C call."""
+    handle = _handle(unary, op, c.dtype)
+    check_status(lib.GrB_Matrix_apply(c._carg, ffi.NULL, ffi.NULL, handle, a._carg, ffi.NULL), c)
+
+
+def like(m: Matrix, dtype: DataType | None = None) -> Matrix:
+    """A new empty matrix of ``m``'s shape (and type, unless ``dtype``), by one C call."""
+    return _empty(dtype or m.dtype, *m.shape)
+
+
+def diagonal(values: np.ndarray) -> Matrix:
+    """``D = diag(values)``, made once per layer for :func:`times_diagonal` and
+    :func:`plus_diagonal` (per batch it cost more than the product it scaled)."""
+    return Vector.from_dense(values).diag()
+
+
+def plus_diagonal(z: Matrix, d: Matrix) -> None:
+    """In place, ``Z(i,j) += d(j)`` for the stored entries of ``Z`` only."""
+    # Z = Z (+.+) D: each stored Z(i,j) meets only D(j,j)
+    plus_plus = _handle(semiring, "plus_plus", z.dtype)
+    check_status(lib.GrB_mxm(z._carg, ffi.NULL, ffi.NULL, plus_plus, z._carg, d._carg, ffi.NULL), z)
+
+
+def times_diagonal(z: Matrix, d: Matrix) -> None:
+    """In place, ``Z(i,j) *= d(j)`` for the stored entries of ``Z``."""
+    # Z = Z (+.*) D: one product per stored entry
+    _mxm(z, z, d)
+
+
+class Bias(NamedTuple):
+    """A bias ``b`` (one value per column) prepared once per layer (:func:`prepare_bias`)."""
+
+    values: np.ndarray
+    diag: Matrix | None  # diag(b) where b differs by column; None: b(0) is every column's
+
+
+def prepare_bias(values: np.ndarray) -> Bias:
+    """``values`` as a :class:`Bias` for :func:`relu`."""
+    return Bias(values, None if (values == values[0]).all() else diagonal(values))
+
+
+def relu(z: Matrix, bias: Bias | None = None, cap: float | None = None) -> Matrix:
+    """Return ``min(max(Z + b, 0), cap)`` with ``b`` added to the stored entries only,
+    every entry that is not positive dropped; ``Z`` is used up (modified in place and
+    returned, or left empty).
+
+    A bitmap or full ``Z`` (a value at every position) is done in NumPy on its
+    values, its flags rebuilt (:func:`_relu_positions`): SuiteSparse's kernels on a
+    bitmap test each position's flag, a branch half-dense data makes the processor
+    mispredict, and its ``min`` has no prebuilt kernel. A sparse ``Z`` by SuiteSparse,
+    the comparison first: ``z > -b`` holds exactly when the rounded ``z + b`` is
+    positive (``b <= 0``), so only surviving entries are shifted; the two ways give
+    the same bits.
+    """
+    if is_bitmap(z) or is_full(z):
+        return _relu_positions(z, bias, cap)
+    if bias is None:
+        # Z<Z > 0> = Z, the rest removed
+        select_right(z, "valuegt", z, 0)
+    elif bias.diag is None:
+        # keep Z(i,j) > -b, then Z(i,j) += b
+        select_right(z, "valuegt", z, -bias.values[0])
+        apply_right(z, "plus", z, bias.values[0])
+    else:
+        plus_diagonal(z, bias.diag)
+        select_right(z, "valuegt", z, 0)
+    if cap is not None:
+        clip_max(z, cap)
+    return z
+
+
+def _relu_positions(z: Matrix, bias: Bias | None, cap: float | None) -> Matrix:
+    """:func:`relu` of a bitmap or full ``Z`` on its values in NumPy: the
+    result is a new bitmap of the positive entries, in ``Z``'s memory (``Z`` left empty)."""
+    v, present, by_row = take_positions(z)
+    # (values where a bitmap has no entry are undefined: they are shifted and
+    # compared, harmlessly, then dropped with their flags)
+    with np.errstate(all="ignore"):
+        if bias is not None:
+            shift = bias.values[0] if bias.diag is None else bias.values
+            np.add(v, shift if by_row or bias.diag is None else shift[:, None], out=v)
+        positive = np.greater(v, 0)
+        if cap is not None:  # min(Z, cap): a compare and a copy (np.minimum: 3x as long)
+            np.copyto(v, cap, where=np.greater(v, cap))
+    if present is not None:
+        np.logical_and(positive, present, out=positive)
+    return give(v, z.dtype, by_row=by_row, flags=positive)
+
+
+def clip_max(z: Matrix, max_value: float) -> None:
+    """In place, ``Z(i,j) = min(Z(i,j), max_value)``."""
+    apply_right(z, "min", z, max_value)
