@@ -705,7 +705,8 @@ def dense_stored(x: Matrix, dtype: np.dtype) -> np.ndarray:
 
 
 def plus_times_dot(x: Matrix, wt: Matrix, *, full: bool | None = None) -> Matrix:
-    """Return ``Z = X W`` for a few rows, as dot products ``Z = X (W')'``.
+    """Return ``Z = X W`` for a few rows, as dot products ``Z = X (W')'`` in the value
+    type of ``W'`` (``X`` cast to it).
 
     ``wt`` is ``W'`` (stored by row); ``X`` is made full. Each ``Z(i,j)`` is
     the dot product of row ``i`` of ``X`` with row ``j`` of ``W'``, summed in
@@ -720,7 +721,7 @@ def plus_times_dot(x: Matrix, wt: Matrix, *, full: bool | None = None) -> Matrix
     context engaged (one in a batch, :func:`batch_threads`). ``full`` as in
     :func:`plus_times`.
     """
-    x, filled = _full_input(x, full)
+    x, filled = _full_input(x, full, wt.dtype)
     z = _dot(x, wt)
     _recycle_input(filled)
     return z
@@ -741,7 +742,7 @@ def plus_times_dot_halves(
     Where the helper is busy with another thread's product, the caller
     computes both halves.
     """
-    x, filled = _full_input(x, full)
+    x, filled = _full_input(x, full, halves[0].dtype)
     # X is read by both threads: no pending work that either would finish
     check_status(lib.GrB_Matrix_wait(x._carg, lib.GrB_MATERIALIZE), x)
 
@@ -760,14 +761,14 @@ def plus_times_dot_halves(
     return z
 
 
-def _full_input(x: Matrix, full: bool | None) -> tuple[Matrix, Matrix | None]:
-    """``X`` full (made so if it is not, ``full`` as in :func:`plus_times`), and the
-    matrix made for it, if any (for :func:`_recycle_input`)."""
+def _full_input(x: Matrix, full: bool | None, dtype: DataType) -> tuple[Matrix, Matrix | None]:
+    """``X`` full and of ``dtype`` (made so if it is not, ``full`` as in :func:`plus_times`),
+    and the matrix made for it, if any (for :func:`_recycle_input`)."""
     if full is None:
         full = is_full(x)
-    if full:
+    if full and x.dtype == dtype:
         return x, None
-    filled = give(dense_rows(x, x.dtype.np_type), x.dtype)
+    filled = give(dense_rows(x, dtype.np_type), dtype)
     return filled, filled
 
 
@@ -810,7 +811,8 @@ def padded_width(rows: int) -> int:
 
 
 def plus_times_dense(x: Matrix, wt: Matrix | tuple[Matrix, Matrix]) -> Matrix:
-    """Return ``Z = X W`` for dense activations, computed as ``Z' = W' X'``.
+    """Return ``Z = X W`` for dense activations, computed as ``Z' = W' X'`` in the
+    value type of ``W'`` (``X`` cast to it).
 
     ``wt`` is ``W'`` (stored by row), or ``W'`` cut in two by rows
     (:func:`transposed_halves`), whose second half's products the helper thread
@@ -835,13 +837,14 @@ def plus_times_dense(x: Matrix, wt: Matrix | tuple[Matrix, Matrix]) -> Matrix:
     7.5 vs 5 ms).
     """
     parts = (wt,) if isinstance(wt, Matrix) else wt
+    dtype = parts[0].dtype  # X is cast to it: an integer layer's W' may hold FP32
     n_in = parts[0].shape[1]
     heights = [part.shape[0] for part in parts]
     n_out = sum(heights)
     nrows = x.shape[0]
     # X as stored (by row: X, by column: X'), tiles of X' cut from it (keep FP32 FP32)
     by_row = _by_row(x)
-    source = dense_rows(x, x.dtype.np_type, transpose=not by_row)
+    source = dense_rows(x, dtype.np_type, transpose=not by_row)
     tile = tile_rows(n_in, n_out, source.itemsize)
 
     def cut(start: int, stop: int) -> np.ndarray:
@@ -860,24 +863,24 @@ def plus_times_dense(x: Matrix, wt: Matrix | tuple[Matrix, Matrix]) -> Matrix:
             recycle(source)
         else:
             xt = source
-        zts = _tile_products(parts, xt, x.dtype)
+        zts = _tile_products(parts, xt, dtype)
         if len(zts) > 1:  # Z' = [Z1'; Z2']
             zt = aligned_empty(n_out, nrows, source.dtype)
             zt[: heights[0]], zt[heights[0] :] = zts
             for part in zts:
                 recycle(part)
             zts = [zt]
-        return give(zts[0], x.dtype, by_row=False)
+        return give(zts[0], dtype, by_row=False)
     z = np.empty((nrows, n_out), source.dtype)
     offsets = np.cumsum([0, *heights[:-1]])
     for start in range(0, nrows, tile):  # tiles of rows keep X' and Z' in cache
         stop = min(start + tile, nrows)
-        zts = _tile_products(parts, cut(start, stop), x.dtype)
+        zts = _tile_products(parts, cut(start, stop), dtype)
         for first, zt in zip(offsets, zts, strict=True):
             transpose_into(z[start:stop, first : first + zt.shape[0]], zt[:, : stop - start])
             recycle(zt)
     recycle(source)
-    return give(z, x.dtype)
+    return give(z, dtype)
 
 
 def _tile_products(parts: tuple[Matrix, ...], xt: np.ndarray, dtype: DataType) -> list[np.ndarray]:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 from graphblas import Matrix
+from graphblas.dtypes import lookup_dtype
 
 from . import blas, elementwise, kernels, runner, tuning
 from .convert import ArrayLike, family_of, to_matrix, to_vector
@@ -167,14 +168,23 @@ class Product:
     def _weight_t(self) -> Matrix:
         with self._lock:  # built on first use, once
             if self._transposed is None:
-                self._transposed = kernels.sparse_format(self._stored.T.new())
+                self._transposed = kernels.sparse_format(self._copy_source().T.new())
             return self._transposed
 
     def _weight_halves(self) -> tuple[Matrix, Matrix]:
         with self._lock:
             if self._halves is None:
-                self._halves = kernels.transposed_halves(self._stored)
+                self._halves = kernels.transposed_halves(self._copy_source())
             return self._halves
+
+    def _copy_source(self) -> Matrix:
+        """``W`` in the type of its copies for the dense and dot kernels: BLAS's type
+        where the layer has one (integer weights whose sums are exact in it as FP32 or
+        FP64 numbers: SuiteSparse's vectorised saxpy kernels are for floating point,
+        INT32 took 4.9x the FP32 time, 2048 rows through 1024 x 1024 at 90 %), else
+        ``W``'s own."""
+        dtype = self._stored.dtype if self._blas_dtype is None else lookup_dtype(self._blas_dtype)
+        return self._stored if dtype == self._stored.dtype else self._stored.dup(dtype=dtype)
 
     def _weight_dense(self) -> np.ndarray:
         with self._lock:

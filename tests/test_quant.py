@@ -241,6 +241,33 @@ def test_integer_inference_is_bit_identical_to_int64_reference(bias_sign, quanti
     assert np.linalg.norm(y - f) / np.linalg.norm(f) < 2.0 ** (2 - quantizer.bits) + 0.05
 
 
+@pytest.mark.parametrize("path", ["sparse", "dense", "dot", "blas"])
+def test_every_kernel_of_an_integer_layer_is_exact(path):
+    # the dense and dot kernels multiply the integers as FP32 numbers (exact: every
+    # partial sum is below 2^24), BLAS too; the sparse kernel in INT32
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(37, 40))
+    q = quantize_model(
+        random_model(rng, "mixed"),
+        x,
+        UniformQuantizer(8, per_channel=True),
+        activations=ActivationQuantizer(8),
+    )
+    layers = [layer for layer in q if isinstance(layer, QuantizedLinear)]
+    for layer in layers:
+        assert layer.acc_bound < 2**24
+        layer.path = path
+    for rows in (x, x[:3], sp.csr_array(np.where(x > 0.5, x, 0))):
+        got = q(rows, threads=1)
+        dense = rows.toarray() if sp.issparse(rows) else rows
+        np.testing.assert_array_equal(
+            got.toarray() if sp.issparse(got) else got, reference(q, dense)
+        )
+    if path in ("dense", "dot"):
+        assert {layer._weight_t().dtype.name for layer in layers} == {"FP32"}
+        assert {layer.weight_int.dtype.name for layer in layers} == {"INT32"}
+
+
 def test_int64_accumulator_when_int32_could_overflow():
     n = 70000  # 255 * 127 * 70000 > 2^31
     weight = sp.csr_array(np.full((n, 1), 127, dtype=np.int64))
