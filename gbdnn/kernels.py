@@ -474,9 +474,11 @@ def give(
     the same in ~40 us, this in ~5 us.
     """
     owners = [_owner(a) for a in (values, flags) if a is not None]
-    for array, owner in zip((values, flags), owners, strict=False):
+    for name, array, owner in zip(("values", "flags"), (values, flags), owners, strict=False):
         if not (array.flags.c_contiguous and array.ctypes.data == owner.ctypes.data):
-            raise ValueError("values must be a C-ordered array that owns its memory")
+            raise ValueError(f"{name} must be a C-ordered array that owns its memory")
+    if flags is not None and (flags.shape != values.shape or flags.dtype != np.bool_):
+        raise ValueError(f"flags must be bools of the shape of values {values.shape}")
     m = _empty(dtype, *(values.shape if by_row else values.shape[::-1]))
     pointer = ffi.new("void**", ffi.from_buffer("void*", owners[0]))
     if flags is None:

@@ -166,6 +166,32 @@ def test_relu_kernel_is_bit_identical_to_numpy_in_every_format(dtype, stored, by
             assert values.dtype == dtype
 
 
+def test_matrices_handed_over_as_values_and_flags_and_back():
+    from gbdnn import kernels
+
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=(5, 7))
+    flags = rng.random((5, 7)) < 0.5
+    for by_row in (True, False):
+        m = kernels.give(values.copy(), gb.dtypes.FP64, by_row=by_row, flags=flags.copy())
+        assert m.ss.format.startswith("bitmap") and m.nvals == flags.sum()
+        expected = np.where(flags, values, 0)
+        np.testing.assert_array_equal(m.to_dense(fill_value=0), expected if by_row else expected.T)
+        back, present, stored_by_row = kernels.take_positions(m)
+        assert stored_by_row == by_row and m.nvals == 0  # m left empty, nothing copied
+        np.testing.assert_array_equal(present, flags)
+        np.testing.assert_array_equal(back[flags], values[flags])
+    full, none, _ = kernels.take_positions(kernels.give(values.copy(), gb.dtypes.FP64))
+    assert none is None
+    np.testing.assert_array_equal(full, values)
+    with pytest.raises(ValueError, match="values must be a C-ordered array"):
+        kernels.give(values.copy()[:, :3], gb.dtypes.FP64)
+    with pytest.raises(ValueError, match="flags must be a C-ordered array"):
+        kernels.give(values.copy(), gb.dtypes.FP64, flags=flags.copy()[::-1])
+    with pytest.raises(ValueError, match="flags must be bools of the shape"):
+        kernels.give(values.copy(), gb.dtypes.FP64, flags=flags[:, :3].copy())
+
+
 @pytest.mark.parametrize("path", ["dense", "sparse"])
 def test_positive_bias_and_clipped_relu_reach_every_entry(path):
     # a full product takes the bias on its stored entries (all of them), a sparse one
