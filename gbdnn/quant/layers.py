@@ -166,6 +166,7 @@ class QuantizedLinear(Product, Layer):
             v = kernels.dense_rows(z, np.float32)
             np.divide(v, self.input_scale, out=v)
             q = np.clip(round_half_away(v), lo, hi).astype(acc_type.np_type)
+            kernels.recycle(v)
             return kernels.give(q, acc_type, flags=q != 0)
         # Q = X / s_x, then Q = min(max(round(Q), lo), hi), in FP32 on the stored entries
         q = elementwise.like(z)
