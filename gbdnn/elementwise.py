@@ -25,8 +25,7 @@ from .kernels import (
     _empty,
     _mxm,
     give,
-    is_bitmap,
-    is_full,
+    stores_positions,
     take_positions,
 )
 
@@ -117,19 +116,26 @@ def times_diagonal(z: Matrix, d: Matrix) -> None:
     _mxm(z, z, d)
 
 
-class Bias(NamedTuple):
-    """A bias ``b`` (one value per column) prepared once per layer (:func:`prepare_bias`)."""
+class Columns(NamedTuple):
+    """One value per column (a bias, a scale), prepared once per layer (:func:`per_column`)."""
 
     values: np.ndarray
-    diag: Matrix | None  # diag(b) where b differs by column; None: b(0) is every column's
+    diag: Matrix | None  # diag(values) where they differ by column; None: values[0] is every one
+
+    def along(self, by_row: bool) -> Any:
+        """The values as NumPy broadcasts them over a matrix's values in storage order
+        (``M`` if stored by row, ``M'`` if by column; :func:`gbdnn.kernels.take_positions`)."""
+        if self.diag is None:
+            return self.values[0]
+        return self.values if by_row else self.values[:, None]
 
 
-def prepare_bias(values: np.ndarray) -> Bias:
-    """``values`` as a :class:`Bias` for :func:`relu`."""
-    return Bias(values, None if (values == values[0]).all() else diagonal(values))
+def per_column(values: np.ndarray) -> Columns:
+    """``values`` (one per column) as :class:`Columns`, ``diag(values)`` made where they differ."""
+    return Columns(values, None if (values == values[0]).all() else diagonal(values))
 
 
-def relu(z: Matrix, bias: Bias | None = None, cap: float | None = None) -> Matrix:
+def relu(z: Matrix, bias: Columns | None = None, cap: float | None = None) -> Matrix:
     """Return ``min(max(Z + b, 0), cap)`` with ``b`` added to the stored entries only,
     every entry that is not positive dropped; ``Z`` is used up (modified in place and
     returned, or left empty).
@@ -142,7 +148,7 @@ def relu(z: Matrix, bias: Bias | None = None, cap: float | None = None) -> Matri
     positive (``b <= 0``), so only surviving entries are shifted; the two ways give
     the same bits.
     """
-    if is_bitmap(z) or is_full(z):
+    if stores_positions(z):
         return _relu_positions(z, bias, cap)
     if bias is None:
         # Z<Z > 0> = Z, the rest removed
@@ -159,7 +165,7 @@ def relu(z: Matrix, bias: Bias | None = None, cap: float | None = None) -> Matri
     return z
 
 
-def _relu_positions(z: Matrix, bias: Bias | None, cap: float | None) -> Matrix:
+def _relu_positions(z: Matrix, bias: Columns | None, cap: float | None) -> Matrix:
     """:func:`relu` of a bitmap or full ``Z`` on its values in NumPy: the
     result is a new bitmap of the positive entries, in ``Z``'s memory (``Z`` left empty)."""
     v, present, by_row = take_positions(z)
@@ -167,8 +173,7 @@ def _relu_positions(z: Matrix, bias: Bias | None, cap: float | None) -> Matrix:
     # compared, harmlessly, then dropped with their flags)
     with np.errstate(all="ignore"):
         if bias is not None:
-            shift = bias.values[0] if bias.diag is None else bias.values
-            np.add(v, shift if by_row or bias.diag is None else shift[:, None], out=v)
+            np.add(v, bias.along(by_row), out=v)
         positive = np.greater(v, 0)
         if cap is not None:  # min(Z, cap): a compare and a copy (np.minimum: 3x as long)
             np.copyto(v, cap, where=np.greater(v, cap))

@@ -351,6 +351,12 @@ def is_full(m: Matrix) -> bool:
     return nvals(m) == m.shape[0] * m.shape[1]
 
 
+def stores_positions(m: Matrix) -> bool:
+    """Whether ``m`` holds a value at every position: full, or a bitmap (whose values
+    :func:`take_positions` takes without a copy)."""
+    return is_bitmap(m) or is_full(m)
+
+
 def is_bitmap(m: Matrix) -> bool:
     """Whether SuiteSparse holds ``m`` as a bitmap (values of every position, and a flag each)."""
     status = ffi.new("int32_t*")

@@ -427,7 +427,7 @@ def affine_stage(
     b = bias if bias is not None and bias.any() else None
     relu = following if isinstance(following, ReLU) else None
     if relu is not None:
-        shift = None if b is None else elementwise.prepare_bias(b)
+        shift = None if b is None else elementwise.per_column(b)
         # b on stored entries only is exact where every b <= 0 (a missing entry would
         # become max(b, 0) = 0) or where P(X) stores every entry
         stored_only = b is None or bool((b <= 0).all())

@@ -381,7 +381,7 @@ def coarse(value: float) -> float:
 def priced_entries(nnz_x: int, nrows: int, n_in: int) -> int:
     """The entries of a batch as the kernel choice prices them: a full batch's
     exactly, a sparse one's rounded to ``COARSE_BITS`` significant bits (halves up,
-    in integers: a third of :func:`coarse`'s time), still fewer than full."""
+    in integers: 0.19 us a call, through :func:`coarse` 0.32), still fewer than full."""
     full = nrows * n_in
     shift = nnz_x.bit_length() - COARSE_BITS
     if nnz_x >= full or shift <= 0:

@@ -152,7 +152,7 @@ def test_relu_kernel_is_bit_identical_to_numpy_in_every_format(dtype, stored, by
             kind = {"full": "full", "iso": "full", "bitmap": "bitmap"}.get(stored, "cs")
             assert m.ss.format.startswith(kind) and m.dtype.np_type == dtype
             assert m.ss.is_iso == (stored == "iso")
-            shift = None if bias is None else elementwise.prepare_bias(bias)
+            shift = None if bias is None else elementwise.per_column(bias)
             m = elementwise.relu(m, shift, cap)
             v = z + (0 if bias is None else bias)  # in dtype, as the kernels add
             keep = present & (v > 0)

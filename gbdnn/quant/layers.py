@@ -145,7 +145,7 @@ class QuantizedLinear(Product, Layer):
         self._init_product(weight_int, blas if self.acc_bound < 2**53 else None, path)
         # m(j) = float32(s_x * s_w(j)); diag(m) made once where it differs by column
         self.multiplier = (self.input_scale * self.weight_scale).astype(np.float32)
-        self._scales = None if self.multiplier.size == 1 else elementwise.diagonal(self.multiplier)
+        self._scales = elementwise.per_column(self.multiplier)
 
     @property
     def weight_int(self) -> Matrix:
@@ -159,7 +159,7 @@ class QuantizedLinear(Product, Layer):
         """``X_q = clip(round(X / s_x), q_min, q_max)`` as integers, zeros dropped."""
         lo, hi = self.input_range
         acc_type = lookup_dtype(self.acc_type)
-        if kernels.is_full(z) or kernels.is_bitmap(z):
+        if kernels.stores_positions(z):
             # in NumPy on a copy of X's rows, the same IEEE steps: SuiteSparse's round,
             # min and max have no prebuilt kernels, and its kernels on a bitmap mispredict
             # a branch per position (64 ReLU rows of 1024: 1.9 ms, this 0.15)
@@ -182,22 +182,20 @@ class QuantizedLinear(Product, Layer):
 
     def _rescale(self, acc: Matrix) -> Matrix:
         """``Z = float32(ACC) * m``."""
-        if kernels.is_full(acc) or kernels.is_bitmap(acc):
+        if kernels.stores_positions(acc):
             # in NumPy on ACC's values (ACC used up): SuiteSparse's cast of integers
             # has no prebuilt kernel (64 x 1024 INT32: 0.47 ms), and m(j) needs no diag(m)
             values, present, by_row = kernels.take_positions(acc)
-            m = self.multiplier
-            scale = m[0] if self._scales is None else m if by_row else m[:, None]
-            z = np.multiply(values, scale, dtype=np.float32)
+            z = np.multiply(values, self._scales.along(by_row), dtype=np.float32)
             return kernels.give(z, _FP32.graphblas, by_row=by_row, flags=present)
         # Z = float32(ACC)
         z = elementwise.like(acc, _FP32.graphblas)
         elementwise.apply_unary(z, "identity", acc)
-        if self._scales is None:
+        if self._scales.diag is None:
             # Z(i,j) *= m
             elementwise.apply_right(z, "times", z, self.multiplier[0])
         else:
-            elementwise.times_diagonal(z, self._scales)
+            elementwise.times_diagonal(z, self._scales.diag)
         return z
 
     def _product(self, z: Matrix) -> Matrix:
