@@ -2,11 +2,12 @@
 
 Times one point's implementations through the grid's own ``time_in_turn``
 (``--times`` timings in a row, the default grid's settings) and prints, for each
-timing, gbdnn's median over a peer's (``--peer``), and with ``--slices`` the
+timing, gbdnn's median over a peer's (``--peer``) and the same ratio paired
+round by round (``paired_ratio``, as ``kernel_choice`` judges), and with ``--slices`` the
 median of every burst of calls of the two, in microseconds: a slice of its own,
 or its turn in a slice shared with the other short calls (the first burst of each
 timing is its untimed warm-up). Ends with how often
-gbdnn's median was above the peer's, and the spread of the ratio.
+gbdnn was above the peer by each ratio, and their spread.
 
     python bench/in_turn.py --shape 1024x1024 --batch 1 --sparsity 0.995 --slices
     python bench/in_turn.py --shape 4096x4096 --batch 64 --sparsity 0.9 --times 5
@@ -21,7 +22,7 @@ import time
 import numpy as np
 
 from gbdnn.bench import DEFAULT_GRID
-from gbdnn.bench.crossover import _data, time_in_turn
+from gbdnn.bench.crossover import _data, paired_ratio, time_in_turn
 from gbdnn.bench.peers import implementations
 from gbdnn.envinfo import environment
 
@@ -105,24 +106,26 @@ def main() -> None:
         f"{100 * args.sparsity:g} % sparse, {100 * args.activation:g} % zeros; "
         f"gbdnn's median over {args.peer}'s, {args.times} timings of {len(runs)} implementations"
     )
-    ratios = []
+    ratios, paired = [], []
     for _ in range(args.times):
         log.clear()
         timed = time_in_turn(runs, DEFAULT_GRID)
-        ratios.append(timed["gbdnn"][1] / timed[args.peer][1])
-        line = f"{ratios[-1]:.2f}"
+        ratios.append(timed["gbdnn"].median / timed[args.peer].median)
+        paired.append(paired_ratio(timed["gbdnn"].rounds, timed[args.peer].rounds) or np.nan)
+        line = f"{ratios[-1]:.2f} (paired by round {paired[-1]:.2f})"
         if args.slices:
             for name in ("gbdnn", args.peer):
                 line += f" | {name}: " + " ".join(
                     f"{s * 1e6:.0f}" for s in burst_medians(log, name)
                 )
         print(line, flush=True)
-    above = sum(r > 1 for r in ratios)
-    low, mid, high = np.percentile(ratios, [0, 50, 100])
-    print(
-        f"gbdnn above {args.peer} in {above} of {len(ratios)}; "
-        f"ratio {low:.2f} / {mid:.2f} / {high:.2f} (min / median / max)"
-    )
+    for what, values in (("ratio", ratios), ("paired by round", paired)):
+        above = sum(r > 1 for r in values)
+        low, mid, high = np.nanpercentile(values, [0, 50, 100])
+        print(
+            f"{what}: gbdnn above {args.peer} in {above} of {len(values)}; "
+            f"{low:.2f} / {mid:.2f} / {high:.2f} (min / median / max)"
+        )
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ import time
 import pytest
 
 from gbdnn.bench import Grid, crossovers, kernel_choice, load_rows, plot, run_grid
-from gbdnn.bench.crossover import _crossing, time_in_turn
+from gbdnn.bench.crossover import FIELDS, _crossing, time_in_turn
+from gbdnn.bench.report import kernel_choice_table
 from gbdnn.cli import main
 from gbdnn.errors import ParameterError
 from gbdnn.tuning import settle
@@ -87,6 +88,47 @@ def test_kernel_choice_compares_within_one_value_type():
     assert choice["best_kernel"] == "blas" and choice["ratio"] == pytest.approx(1.5)
 
 
+def test_kernel_choice_pairs_the_rounds():
+    nan = float("nan")
+
+    def timed(impl, median, rounds):
+        (row,) = rows_for({impl: {0.9: median}})
+        return dict(row, round_medians_s=rounds)
+
+    # the automatic choice met two slow rounds, the sparse kernel one: 1.5x by the
+    # medians, 1.05x within each round
+    rows = [
+        timed("gbdnn", 1.5, [1.05, 2.1, 1.05, 2.1, 1.05]),
+        timed("gbdnn sparse kernel", 1.0, [1.0, 2.0, 1.0, 1.0, 1.0]),
+        timed("gbdnn dense kernel", 3.0, [3.0] * 5),
+    ]
+    (choice,) = kernel_choice(rows)
+    assert choice["ratio"] == pytest.approx(1.5)
+    assert choice["paired_ratio"] == pytest.approx(1.05)
+    # rounds one of them sat out (NaN) are left out; fewer than PAIRED_ROUNDS: None
+    rows[0] = timed("gbdnn", 1.5, [1.05, nan, 2.1, nan, 1.05])
+    assert kernel_choice(rows)[0]["paired_ratio"] == pytest.approx(1.05)
+    rows[0] = timed("gbdnn", 1.5, [1.05, nan, nan, nan, 1.05])
+    assert kernel_choice(rows)[0]["paired_ratio"] is None
+    rows[0] = timed("gbdnn", 1.5, [1.05, 2.1, 1.05, 2.1, 1.05])
+    # the table lists the points over the limit by either ratio first, and says how many
+    worse = [dict(r, sparsity=0.99) for r in rows_for({"gbdnn": {0.99: 1.0}})]
+    worse += [
+        dict(r, round_medians_s=[1.0] * 5)
+        for r in rows_for({"gbdnn sparse kernel": {0.99: 0.95}, "gbdnn dense kernel": {0.99: 2}})
+    ]
+    worse[0]["round_medians_s"] = [1.2] * 5  # 1.05x by the medians, 1.2x paired
+    table = kernel_choice_table(kernel_choice([*rows, *worse]))
+    assert "(FP32, 2 points timed with each kernel alone): the automatic choice took" in table
+    assert "1.50x at worst, 1 point over 1.10x; paired round by round (2 points)" in table
+    assert "1.20x at worst, 1 point over 1.10x." in table
+    lines = [line for line in table.splitlines() if line.startswith("| 8x8")]
+    assert lines == [
+        "| 8x8 | 1 | 0 % | 90 % | 1.50 | 1.05 | sparse |",
+        "| 8x8 | 1 | 0 % | 99 % | 1.05 | 1.20 | sparse |",
+    ]
+
+
 @pytest.fixture
 def tiny():
     return Grid(
@@ -110,15 +152,48 @@ def test_grid_run_resume_and_figures(tmp_path, tiny):
     assert {r["blas"] for r in rows} and all(r["threads"] >= 1 for r in rows)
     saved = load_rows(tmp_path / "crossover.csv")
     assert len(saved) == len(rows) and saved[0]["implementation"] == rows[0]["implementation"]
-    report = json.loads((tmp_path / "crossover.json").read_text())
+    def no_nan(constant):
+        raise AssertionError(f"{constant} is not JSON")
+
+    report = json.loads((tmp_path / "crossover.json").read_text(), parse_constant=no_nan)
     assert report["environment"]["versions"]["python-graphblas"]
+    assert [r["round_medians_s"] for r in report["rows"]] == [
+        [m if m == m else None for m in r["round_medians_s"]] for r in rows
+    ]
     assert len(report["crossovers"]) == 2 * 2 + 2 * 1
     with pytest.raises(FileExistsError, match="--resume"):
         run_grid(tiny, tmp_path, progress=False)
     again = run_grid(tiny, tmp_path, resume=True, progress=False)
     assert len(again) == len(rows)  # nothing measured twice
+    # every row keeps each round's median, read back as numbers
+    assert all(len(r["round_medians_s"]) == tiny.rounds for r in saved)
+    assert [r["round_medians_s"] for r in saved] == [r["round_medians_s"] for r in rows]
     files = plot(again, tmp_path)
     assert {f.suffix for f in files} == {".png", ".svg"} and all(f.stat().st_size for f in files)
+
+
+def test_resume_goes_on_in_an_older_grids_columns(tmp_path, tiny):
+    import csv
+
+    old = dataclasses.replace(tiny, dtypes=("float32",), implementations=("gbdnn", "SciPy CSR"))
+    rows = run_grid(old, tmp_path, progress=False)
+    path = tmp_path / "crossover.csv"
+    # the CSV as a gbdnn that kept no round's median wrote it, one point left to measure
+    columns = [f for f in FIELDS if f != "round_medians_s"]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows[:-1])
+    again = run_grid(old, tmp_path, resume=True, progress=False)
+    assert len(again) == len(rows) and again[-1]["round_medians_s"]
+    saved = load_rows(path)
+    assert len(saved) == len(rows) and all(r["round_medians_s"] == [] for r in saved)
+    assert path.read_text().splitlines()[0] == ",".join(columns)
+    # a CSV that is no grid's is not appended to
+    path.write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="not a crossover grid's CSV"):
+        run_grid(old, tmp_path, resume=True, progress=False)
+    assert path.read_text() == "a,b\n1,2\n"
 
 
 def test_cli_calibrate_takes_the_median_of_runs(tmp_path, capsys, monkeypatch):
@@ -257,16 +332,21 @@ def test_implementations_are_timed_in_turn_round_by_round():
     ]
     assert blocks.count("a") >= 2 * grid.rounds and blocks.count("b") >= 2 * grid.rounds
     for name in "ab":
-        out, median, iqr, repeats = timed[name]
+        out, median, iqr, repeats, rounds = timed[name]
         # calls of microseconds: far more than max_repeats, for about min_seconds in all;
         # each burst starts with an untimed call
         assert repeats > grid.max_repeats and log.count(name) > 2 + repeats
         assert out == log.count(name) and 0 < median < 0.001 and iqr >= 0
-    out, median, iqr, repeats = timed["long"]
+    out, median, iqr, repeats, rounds = timed["long"]
     # a call of 4 ms: 2 repeats a slice (max_repeats / rounds, rounded up) and 5 ms
     # (min_seconds / rounds): each slice one untimed call and two timed
     assert repeats == 2 * grid.rounds and log.count("long") == 2 + 3 * grid.rounds
     assert 0.004 <= median < 0.01
+    # every round's median kept too: each timed in every round here
+    for timing in timed.values():
+        assert len(timing.rounds) == grid.rounds
+        assert all(r > 0 for r in timing.rounds)
+    assert min(rounds) <= median <= max(rounds)
 
     slow_calls = []
 
@@ -280,9 +360,12 @@ def test_implementations_are_timed_in_turn_round_by_round():
     assert time_in_turn({"slow": slow}, once)["slow"][3] == 3
     short = dataclasses.replace(grid, budget=0.025, max_repeats=100, min_seconds=1.0, rounds=5)
     slow_calls.clear()
-    repeats = time_in_turn({"slow": slow}, short)["slow"][3]
+    timing = time_in_turn({"slow": slow}, short)["slow"]
     # calls longer than a slice (5 ms): no untimed call but the first
-    assert 2 <= repeats <= 4 and len(slow_calls) == repeats + 1
+    assert 2 <= timing.repeats <= 4 and len(slow_calls) == timing.repeats + 1
+    # the rounds after the budget was spent sat out: no median (NaN)
+    assert sum(r > 0 for r in timing.rounds) == timing.repeats
+    assert sum(r != r for r in timing.rounds) == short.rounds - timing.repeats
 
 
 def test_settle_waits_while_a_thread_of_the_process_is_busy():

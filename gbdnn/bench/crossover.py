@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -50,6 +51,8 @@ TOLERANCE = {"float64": 1e-10, "float32": 1e-4, "int8": 0.1}
 SPIN_WAIT = 2.5 * IDLE_STEP
 #: Calls shorter than this share a slice, in bursts of calls about this long.
 BURST = 0.002
+#: Rounds both must have been timed in for a ratio paired round by round (kernel_choice).
+PAIRED_ROUNDS = 3
 FIELDS = [
     "shape",
     "batch",
@@ -64,6 +67,7 @@ FIELDS = [
     "correct",
     "weight_bytes",
     "convert_s",
+    "round_medians_s",
     "threads",
     "cpu",
     "blas",
@@ -164,8 +168,19 @@ def _data(shape, batch, sparsity, activation, seed):
     return w, x
 
 
-def time_in_turn(runs: dict[str, Callable[[], object]], grid: Grid) -> dict[str, tuple]:
-    """Time ``runs`` together, round by round; return ``name -> (output, median, IQR, repeats)``.
+class Timing(NamedTuple):
+    """One implementation's timing by :func:`time_in_turn` (seconds)."""
+
+    output: object  # of its last call
+    median: float
+    iqr: float
+    repeats: int
+    #: the median of each round's calls, NaN for a round it sat out
+    rounds: tuple[float, ...]
+
+
+def time_in_turn(runs: dict[str, Callable[[], object]], grid: Grid) -> dict[str, Timing]:
+    """Time ``runs`` together, round by round; return each one's :class:`Timing`.
 
     Each is warmed up (untimed): one call, and a second (which tells the call's
     time) when the first took less than a slice. Each of ``grid.rounds`` rounds
@@ -200,6 +215,10 @@ def time_in_turn(runs: dict[str, Callable[[], object]], grid: Grid) -> dict[str,
     refilled, threads woken; gbdnn on 64 rows through 1024x1024 at 99 %:
     1.0-1.3 ms, then 0.34-0.55 ms) and in a slice of a few repeats moved the
     median. A call longer than the slice loses ~1 ms of 100 or more to it.
+
+    Each call's median in every round is kept as well (``Timing.rounds``): two
+    implementations compared round by round meet the same spells
+    (:func:`kernel_choice`).
     """
     outs, last, shared = {}, {}, []
     slice_seconds = grid.budget / grid.rounds
@@ -220,6 +239,7 @@ def time_in_turn(runs: dict[str, Callable[[], object]], grid: Grid) -> dict[str,
     if shared:
         slices.insert(list(runs).index(shared[0]), shared)
     times: dict[str, list[float]] = {name: [] for name in runs}
+    per_round: dict[str, list[list[float]]] = {name: [] for name in runs}
 
     def burst(name: str, seconds: float, spent: list) -> bool:
         """Calls of ``name`` for about ``seconds``; whether its slice is done.
@@ -233,6 +253,7 @@ def time_in_turn(runs: dict[str, Callable[[], object]], grid: Grid) -> dict[str,
             outs[name] = run()
             t1 = time.perf_counter()
             times[name].append(t1 - t0)
+            per_round[name][-1].append(t1 - t0)
             last[name] = t1 - t0
             spent[0] += t1 - t0
             spent[1] += 1
@@ -243,6 +264,8 @@ def time_in_turn(runs: dict[str, Callable[[], object]], grid: Grid) -> dict[str,
                 return done
 
     for _ in range(grid.rounds):
+        for timed in per_round.values():
+            timed.append([])
         for names in slices:
             active = [n for n in names if not (times[n] and sum(times[n]) >= grid.budget)]
             if not active:
@@ -257,7 +280,8 @@ def time_in_turn(runs: dict[str, Callable[[], object]], grid: Grid) -> dict[str,
     result = {}
     for name, ts in times.items():
         q1, med, q3 = np.percentile(ts, [25, 50, 75])
-        result[name] = (outs[name], float(med), float(q3 - q1), len(ts))
+        rounds = tuple(float(np.median(r)) if r else math.nan for r in per_round[name])
+        result[name] = Timing(outs[name], float(med), float(q3 - q1), len(ts), rounds)
     return result
 
 
@@ -282,8 +306,22 @@ def load_rows(path: str | Path) -> list[dict]:
             for k in ("sparsity", "activation", "median_s", "iqr_s", "rel_error", "convert_s"):
                 row[k] = float(row[k])
             row["correct"] = row["correct"] == "True"
+            # (a grid of an older gbdnn kept no round's median)
+            row["round_medians_s"] = [float(v) for v in (row.get("round_medians_s") or "").split()]
             rows.append(row)
     return rows
+
+
+def _header(csv_path: Path) -> list[str] | None:
+    """The columns of ``csv_path`` (None: no file, or an empty one), checked to be a
+    grid's: all among ``FIELDS``, with every one each grid wrote."""
+    if not csv_path.exists():
+        return None
+    with open(csv_path, newline="") as f:
+        header = next(csv.reader(f), None)
+    if header is not None and not (set(FIELDS) - {"round_medians_s"} <= set(header) <= set(FIELDS)):
+        raise ValueError(f"{csv_path} is not a crossover grid's CSV: its columns are {header}")
+    return header
 
 
 def run_grid(
@@ -302,7 +340,8 @@ def run_grid(
     csv_path = out_dir / "crossover.csv"
     if csv_path.exists() and not resume:
         raise FileExistsError(f"{csv_path} exists; pass --resume to continue it, or another -o")
-    rows = load_rows(csv_path) if csv_path.exists() else []
+    header = _header(csv_path)
+    rows = load_rows(csv_path) if header else []
     done = {_key(r) for r in rows}
     env = environment()
     common = {
@@ -328,7 +367,6 @@ def run_grid(
         }
         if impls:
             todo.append((shape, point, impls))
-    new_file = not csv_path.exists()
     with (
         open(csv_path, "a", newline="") as f,
         tqdm(
@@ -338,8 +376,9 @@ def run_grid(
             disable=not progress,
         ) as bar,
     ):
-        writer = csv.DictWriter(f, fieldnames=FIELDS)
-        if new_file:
+        # (a grid of an older gbdnn goes on in its own columns)
+        writer = csv.DictWriter(f, fieldnames=header or FIELDS, extrasaction="ignore")
+        if not header:
             writer.writeheader()
         data_key = None
         for shape, point, impls in todo:
@@ -354,22 +393,23 @@ def run_grid(
             prepared = {name: prepare(w, x, dtype) for name, prepare in impls.items()}
             timed = time_in_turn({name: p[0] for name, p in prepared.items()}, grid)
             for name, (_, to_dense, nbytes) in prepared.items():
-                out, median, iqr, repeats = timed[name]
-                got = to_dense(out).astype(np.float64)
+                t = timed[name]
+                got = to_dense(t.output).astype(np.float64)
                 err = float(np.linalg.norm(got - ref) / max(np.linalg.norm(ref), 1e-300))
                 row = {
                     **point,
                     "implementation": name,
-                    "median_s": median,
-                    "iqr_s": iqr,
-                    "repeats": repeats,
+                    "median_s": t.median,
+                    "iqr_s": t.iqr,
+                    "repeats": t.repeats,
                     "rel_error": err,
                     "correct": err <= TOLERANCE[dtype],
                     "weight_bytes": nbytes() if callable(nbytes) else nbytes,
                     "convert_s": convert if name.startswith("gbdnn") else 0.0,
+                    "round_medians_s": list(t.rounds),
                     **common,
                 }
-                writer.writerow(row)
+                writer.writerow({**row, "round_medians_s": " ".join(map(repr, t.rounds))})
                 rows.append(row)
             f.flush()
             bar.update(len(prepared))
@@ -381,7 +421,11 @@ def run_grid(
                 "blas": blas_name(),
                 "grid": asdict(grid),
                 "kernel_costs": as_record(current_costs()),  # the automatic choice's
-                "rows": rows,
+                # (JSON has no NaN: a round sat out is null)
+                "rows": [
+                    {**r, "round_medians_s": [m if m == m else None for m in r["round_medians_s"]]}
+                    for r in rows
+                ],
                 "crossovers": crossovers(rows),
                 "kernel_choice": kernel_choice(rows),
             },
@@ -454,14 +498,26 @@ def crossovers(rows: Iterable[dict], ours: str = "gbdnn") -> list[dict]:
     return out
 
 
+def paired_ratio(mine: list[float], theirs: list[float]) -> float | None:
+    """The median over rounds of ``mine / theirs``, from the rounds both were timed
+    in; None where fewer than ``PAIRED_ROUNDS`` were (or none was recorded)."""
+    # (NaN: a round sat out; none recorded by an older gbdnn's grid)
+    ratios = [m / t for m, t in zip(mine, theirs, strict=False) if m > 0 and t > 0]
+    return float(np.median(ratios)) if len(ratios) >= PAIRED_ROUNDS else None
+
+
 def kernel_choice(rows: Iterable[dict]) -> list[dict]:
     """gbdnn's automatic kernel against each kernel alone, at every point timed with both.
 
     ``ratio`` is the automatic choice's median time over the faster kernel's:
     1.0 means the choice was as fast as the best kernel, 1.10 that it was 10 %
-    slower.
+    slower. ``paired_ratio`` is the median over the rounds of the same ratio
+    within each round (:func:`time_in_turn`), where both were timed in at least
+    ``PAIRED_ROUNDS`` (else None): the two meet the same spells of the machine
+    in a round, which the ratio of whole medians charges to whichever met more
+    slow ones.
     """
-    times: dict[tuple, dict[str, float]] = {}
+    times: dict[tuple, dict[str, dict]] = {}
     for r in rows:  # per value type: "gbdnn" is timed in each
         key = (
             r["shape"],
@@ -470,13 +526,14 @@ def kernel_choice(rows: Iterable[dict]) -> list[dict]:
             float(r["sparsity"]),
             r["dtype"],
         )
-        times.setdefault(key, {})[r["implementation"]] = float(r["median_s"])
+        times.setdefault(key, {})[r["implementation"]] = r
     out = []
     for (shape, batch, activation, sparsity, dtype), t in sorted(times.items()):
         alone = {k: t[f"gbdnn {k} kernel"] for k in KERNEL_CHECKS if f"gbdnn {k} kernel" in t}
         if "gbdnn" not in t or len(alone) < 2:  # (a grid of an older gbdnn timed two)
             continue
-        best = min(alone, key=alone.get)
+        best = min(alone, key=lambda k: float(alone[k]["median_s"]))
+        auto = t["gbdnn"]
         out.append(
             {
                 "shape": shape,
@@ -484,10 +541,13 @@ def kernel_choice(rows: Iterable[dict]) -> list[dict]:
                 "activation": activation,
                 "sparsity": sparsity,
                 "dtype": dtype,
-                "auto_s": t["gbdnn"],
+                "auto_s": float(auto["median_s"]),
                 "best_kernel": best,
-                "best_s": alone[best],
-                "ratio": t["gbdnn"] / alone[best],
+                "best_s": float(alone[best]["median_s"]),
+                "ratio": float(auto["median_s"]) / float(alone[best]["median_s"]),
+                "paired_ratio": paired_ratio(
+                    auto.get("round_medians_s", []), alone[best].get("round_medians_s", [])
+                ),
             }
         )
     return out
