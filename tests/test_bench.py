@@ -152,6 +152,7 @@ def test_grid_run_resume_and_figures(tmp_path, tiny):
     assert {r["blas"] for r in rows} and all(r["threads"] >= 1 for r in rows)
     saved = load_rows(tmp_path / "crossover.csv")
     assert len(saved) == len(rows) and saved[0]["implementation"] == rows[0]["implementation"]
+
     def no_nan(constant):
         raise AssertionError(f"{constant} is not JSON")
 
