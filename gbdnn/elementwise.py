@@ -20,11 +20,11 @@ from graphblas.exceptions import check_status
 from suitesparse_graphblas import ffi, lib
 
 from .kernels import (
-    _accumulate,
-    _by_row,
-    _empty,
-    _mxm,
+    empty_matrix,
     give,
+    plus_assign,
+    plus_times_into,
+    stored_by_row,
     stores_positions,
     take_positions,
 )
@@ -39,11 +39,11 @@ def add_bias_full(z: Matrix, bias: np.ndarray) -> Matrix:
     One addition per entry after the product, as on the stored-entries path.
     ``C`` is stored like ``Z`` (adding across orientations costs a transpose).
     """
-    by_row = _by_row(z)
+    by_row = stored_by_row(z)
     rows = np.broadcast_to(bias, (z.shape[0], bias.size))
     # C = 1 b' (full), then C += Z
     c = give((rows if by_row else rows.T).copy(), lookup_dtype(bias.dtype), by_row=by_row)
-    _accumulate(c, z)
+    plus_assign(c, z)
     return c
 
 
@@ -93,7 +93,7 @@ def apply_unary(c: Matrix, op: str, a: Matrix) -> None:
 
 def like(m: Matrix, dtype: DataType | None = None) -> Matrix:
     """A new empty matrix of ``m``'s shape (and type, unless ``dtype``), by one C call."""
-    return _empty(dtype or m.dtype, *m.shape)
+    return empty_matrix(dtype or m.dtype, *m.shape)
 
 
 def diagonal(values: np.ndarray) -> Matrix:
@@ -113,7 +113,7 @@ def plus_diagonal(z: Matrix, d: Matrix) -> None:
 def times_diagonal(z: Matrix, d: Matrix) -> None:
     """In place, ``Z(i,j) *= d(j)`` for the stored entries of ``Z``."""
     # Z = Z (+.*) D: one product per stored entry
-    _mxm(z, z, d)
+    plus_times_into(z, z, d)
 
 
 class Columns(NamedTuple):

@@ -332,7 +332,7 @@ def _bitmap_all_finite(x: Matrix) -> bool:
     by a check of every value with the undefined ones zeroed (picking the
     entries' values out by their flags took 4-6x as long, 64 x 1024).
     """
-    present, values, iso = _unpack_bitmap(_dup(x), _by_row(x))  # (a copy: X stays packed)
+    present, values, iso = _unpack_bitmap(_dup(x), stored_by_row(x))  # (a copy: X stays packed)
     with np.errstate(over="ignore", invalid="ignore"):  # a non-finite sum is an answer
         if math.isfinite(values.sum()):
             return True
@@ -364,7 +364,7 @@ def is_bitmap(m: Matrix) -> bool:
     return status[0] == lib.GxB_BITMAP
 
 
-def _by_row(m: Matrix) -> bool:
+def stored_by_row(m: Matrix) -> bool:
     """Whether ``m`` is stored by row (SuiteSparse's default) rather than by column."""
     orientation = ffi.new("int32_t*")
     check_status(lib.GxB_Matrix_Option_get_INT32(m._carg, lib.GxB_FORMAT, orientation), m)
@@ -397,7 +397,7 @@ def _ops(dtype: DataType) -> _Ops:
     return ops
 
 
-def _empty(dtype: DataType, nrows: int, ncols: int) -> Matrix:
+def empty_matrix(dtype: DataType, nrows: int, ncols: int) -> Matrix:
     """A new empty ``Matrix`` by one C call (``Matrix(dtype, nrows, ncols)``: ~19 us)."""
     obj = ffi.new("GrB_Matrix*")
     check_status(lib.GrB_Matrix_new(obj, dtype._carg, nrows, ncols), "GrB_Matrix_new")
@@ -485,7 +485,7 @@ def give(
             raise ValueError(f"{name} must be a C-ordered array that owns its memory")
     if flags is not None and (flags.shape != values.shape or flags.dtype != np.bool_):
         raise ValueError(f"flags must be bools of the shape of values {values.shape}")
-    m = _empty(dtype, *(values.shape if by_row else values.shape[::-1]))
+    m = empty_matrix(dtype, *(values.shape if by_row else values.shape[::-1]))
     pointer = ffi.new("void**", ffi.from_buffer("void*", owners[0]))
     if flags is None:
         pack = lib.GxB_Matrix_pack_FullR if by_row else lib.GxB_Matrix_pack_FullC
@@ -509,7 +509,7 @@ def take_positions(m: Matrix) -> tuple[np.ndarray, np.ndarray | None, bool]:
     shape, None for a full ``m``; the values where a flag is off are undefined),
     and whether ``m`` is stored by row. Both arrays can go back to :func:`give`.
     """
-    by_row = _by_row(m)
+    by_row = stored_by_row(m)
     shape = m.shape if by_row else m.shape[::-1]
     if not is_bitmap(m):
         return _take(m), None, by_row
@@ -527,7 +527,7 @@ def _take(m: Matrix) -> np.ndarray:
     array holds ``M`` if ``m`` is stored by row, ``M'`` if by column.
     """
     pointer, size, iso = ffi.new("void**"), ffi.new("GrB_Index*"), ffi.new("bool*")
-    by_row = _by_row(m)
+    by_row = stored_by_row(m)
     unpack = lib.GxB_Matrix_unpack_FullR if by_row else lib.GxB_Matrix_unpack_FullC
     check_status(unpack(m._carg, pointer, size, iso, ffi.NULL), m)
     nrows, ncols = m.shape if by_row else m.shape[::-1]
@@ -537,14 +537,16 @@ def _take(m: Matrix) -> np.ndarray:
     return claim_buffer_2d(ffi, pointer[0], size[0] // dtype.itemsize, nrows, ncols, dtype, True)
 
 
-def _mxm(c: Matrix, a: Matrix, b: Matrix, *, accumulate: bool = False, desc=ffi.NULL) -> None:
+def plus_times_into(
+    c: Matrix, a: Matrix, b: Matrix, *, accumulate: bool = False, desc: object = ffi.NULL
+) -> None:
     """``C = A B`` (``C += A B`` if ``accumulate``) over ``plus_times`` of ``C``'s value type."""
     ops = _ops(c.dtype)
     accum = ops.plus if accumulate else ffi.NULL
     check_status(lib.GrB_mxm(c._carg, ffi.NULL, accum, ops.plus_times, a._carg, b._carg, desc), c)
 
 
-def _accumulate(d: Matrix, x: Matrix) -> None:
+def plus_assign(d: Matrix, x: Matrix) -> None:
     """``D += X`` on the entries of ``X`` (``D`` full: in place)."""
     ops = _ops(d.dtype)
     check_status(
@@ -590,13 +592,13 @@ def plus_times(x: Matrix, w: Matrix, *, fill: bool = False, full: bool | None = 
     if full:
         z = _zeros(w.dtype, nrows, n_out)
         # Z = 0 (full), then Z += X W in place
-        _mxm(z, x, w, accumulate=True)
+        plus_times_into(z, x, w, accumulate=True)
         if filled is not None:
             recycle(_take(filled))
         return z
-    z = _empty(w.dtype, nrows, n_out)
+    z = empty_matrix(w.dtype, nrows, n_out)
     # Z(i,j) = sum_k X(i,k) * W(k,j)
-    _mxm(z, x, w)
+    plus_times_into(z, x, w)
     return z
 
 
@@ -609,7 +611,7 @@ def dense_rows(x: Matrix, dtype: np.dtype, *, transpose: bool = False) -> np.nda
     dtype = np.dtype(dtype)
     gtype = lookup_dtype(dtype)
     shape = x.shape[::-1] if transpose else x.shape
-    by_row = _by_row(x)
+    by_row = stored_by_row(x)
     if is_full(x):
         out = aligned_empty(*(x.shape if by_row else x.shape[::-1]), dtype)
         _extract_full(x, out)
@@ -619,7 +621,7 @@ def dense_rows(x: Matrix, dtype: np.dtype, *, transpose: bool = False) -> np.nda
         # D = 0 (full, stored as asked), then D += X in place (CSR X: 2-7x faster than
         # to_dense(fill_value=0))
         d = give(aligned_zeros(*shape, dtype), gtype, by_row=not transpose)
-        _accumulate(d, x)
+        plus_assign(d, x)
         return _take(d)
     if by_row != transpose:
         return out
@@ -647,7 +649,7 @@ def dense_into(x: Matrix, out: np.ndarray) -> None:
     """
     if out.shape != x.shape:
         raise ShapeError(f"out has shape {out.shape} but X has shape {x.shape}")
-    if out.flags.c_contiguous and _by_row(x) and is_full(x):
+    if out.flags.c_contiguous and stored_by_row(x) and is_full(x):
         _extract_full(x, out)
         return
     values = dense_stored(x, out.dtype)
@@ -707,7 +709,7 @@ def dense_stored(x: Matrix, dtype: np.dtype) -> np.ndarray:
     C-ordered if ``X`` is stored by row; if by column, a transposed view of
     ``X'`` (F-ordered), so no transpose is made (BLAS and NumPy read either).
     """
-    by_row = _by_row(x)
+    by_row = stored_by_row(x)
     values = dense_rows(x, dtype, transpose=not by_row)
     return values if by_row else values.T
 
@@ -760,7 +762,7 @@ def plus_times_dot_halves(
 
     parts = helper.run_beside(lambda: _dot(x, halves[0]), second)
     _recycle_input(filled)
-    z = _empty(parts[0].dtype, x.shape[0], parts[0].shape[1] + parts[1].shape[1])
+    z = empty_matrix(parts[0].dtype, x.shape[0], parts[0].shape[1] + parts[1].shape[1])
     # Z = [Z1 Z2]
     tiles = ffi.new("GrB_Matrix[]", [part._carg for part in parts])
     check_status(lib.GxB_Matrix_concat(z._carg, tiles, 1, 2, ffi.NULL), z)
@@ -790,7 +792,7 @@ def _dot(x: Matrix, wt: Matrix) -> Matrix:
     """``Z = X (W')'`` for a full ``X`` into a new full ``Z``, by dot products."""
     z = _zeros(wt.dtype, x.shape[0], wt.shape[0])
     # Z = 0 (full), then Z(i,j) += sum_k X(i,k) W'(j,k) in place
-    _mxm(z, x, wt, accumulate=True, desc=lib.GrB_DESC_T1)
+    plus_times_into(z, x, wt, accumulate=True, desc=lib.GrB_DESC_T1)
     return z
 
 
@@ -851,7 +853,7 @@ def plus_times_dense(x: Matrix, wt: Matrix | tuple[Matrix, Matrix]) -> Matrix:
     n_out = sum(heights)
     nrows = x.shape[0]
     # X as stored (by row: X, by column: X'), tiles of X' cut from it (keep FP32 FP32)
-    by_row = _by_row(x)
+    by_row = stored_by_row(x)
     source = dense_rows(x, dtype.np_type, transpose=not by_row)
     tile = tile_rows(n_in, n_out, source.itemsize)
 
@@ -900,7 +902,7 @@ def _tile_products(parts: tuple[Matrix, ...], xt: np.ndarray, dtype: DataType) -
 
     def product(i: int) -> np.ndarray:
         # Z_i' = 0, then Z_i' += W_i' X'
-        _mxm(zts[i], parts[i], xt_m, accumulate=True)
+        plus_times_into(zts[i], parts[i], xt_m, accumulate=True)
         return _take(zts[i])
 
     if len(parts) == 1:

@@ -908,7 +908,7 @@ def test_batch_threads_run_one_thread_and_keep_the_callers_context(capfd, monkey
     def own():  # a python-graphblas call of the caller's: enough work for two threads
         x.mxm(wt.T).new()
 
-    multiply = kernels._mxm
+    multiply = kernels.plus_times_into
 
     def probed(*args, **kwargs):  # the dot kernel's product (whose method reports no
         own()  # threads), preceded by a call that does, in the context then in force
@@ -916,7 +916,7 @@ def test_batch_threads_run_one_thread_and_keep_the_callers_context(capfd, monkey
 
     def dot(halves=None):
         with monkeypatch.context() as patch:
-            patch.setattr(kernels, "_mxm", probed)
+            patch.setattr(kernels, "plus_times_into", probed)
             if halves is None:
                 kernels.plus_times_dot(x, wt)
             else:  # each half on one thread, the helper's too
