@@ -131,10 +131,21 @@ def test_relu_keeps_activations_sparse():
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("stored", ["full", "bitmap", "sparse", "iso", "sparse, every entry"])
 @pytest.mark.parametrize("by_row", [True, False])
-def test_relu_kernel_is_bit_identical_to_numpy_in_every_format(dtype, stored, by_row):
-    # full and bitmap Z go through NumPy, sparse Z through SuiteSparse: the same bits
+@pytest.mark.parametrize("numpy_min", [0, None])
+def test_relu_kernel_is_bit_identical_to_numpy_in_every_format(
+    monkeypatch, dtype, stored, by_row, numpy_min
+):
+    # full and bitmap Z go through NumPy, sparse Z through SuiteSparse: the same bits;
+    # so do full and bitmap Z of up to NUMPY_MIN_POSITIONS positions (37 x 23 here)
     from gbdnn import elementwise
 
+    if numpy_min is not None:
+        monkeypatch.setattr(elementwise, "NUMPY_MIN_POSITIONS", numpy_min)
+    in_numpy = []
+    positions = elementwise._relu_positions
+    monkeypatch.setattr(
+        elementwise, "_relu_positions", lambda *a: in_numpy.append(1) or positions(*a)
+    )
     rng = np.random.default_rng(42)
     z = rng.normal(size=(37, 23)).astype(dtype)
     every = stored in ("full", "iso", "sparse, every entry")
@@ -164,6 +175,9 @@ def test_relu_kernel_is_bit_identical_to_numpy_in_every_format(dtype, stored, by
             np.testing.assert_array_equal(got, keep)
             np.testing.assert_array_equal(values, v[rows, cols])
             assert values.dtype == dtype
+    assert 37 * 23 <= elementwise.NUMPY_MIN_POSITIONS or numpy_min == 0
+    if stored != "sparse, every entry":  # (SuiteSparse reports that one full, too)
+        assert bool(in_numpy) == (numpy_min == 0 and stored in ("full", "bitmap", "iso"))
 
 
 def test_matrices_handed_over_as_values_and_flags_and_back():
