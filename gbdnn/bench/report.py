@@ -72,7 +72,7 @@ def kernel_choice_table(choices: list[dict], limit: float = 1.10, most: int = 12
     first (by the larger of the ratio of medians and the ratio paired by round)."""
     if not choices:
         return "Kernel choice: no point was timed with each kernel alone."
-    paired = [c["paired_ratio"] for c in choices if c.get("paired_ratio") is not None]
+    paired = [c["paired_ratio"] for c in choices if c["paired_ratio"] is not None]
     summary = _worst([c["ratio"] for c in choices], limit, "the automatic choice took")
     if paired:
         summary += "; " + _worst(paired, limit, f"paired round by round ({_points(len(paired))})")
@@ -85,10 +85,10 @@ def kernel_choice_table(choices: list[dict], limit: float = 1.10, most: int = 12
     ]
 
     def worst(c: dict) -> float:
-        return max(c["ratio"], c.get("paired_ratio") or 0.0)
+        return max(c["ratio"], c["paired_ratio"] or 0.0)
 
     for c in sorted(choices, key=worst, reverse=True)[:most]:
-        pair = c.get("paired_ratio")
+        pair = c["paired_ratio"]
         lines.append(
             f"| {c['shape']} | {c['batch']} | {100 * c['activation']:.0f} % "
             f"| {100 * c['sparsity']:g} % | {c['ratio']:.2f} "
