@@ -29,14 +29,27 @@ from .kernels import (
     take_positions,
 )
 
-#: A full or bitmap result of at most this many positions keeps SuiteSparse's kernels
-#: in :func:`relu`: the NumPy way costs ~14 us however small (values taken and handed
-#: back). Full FP32 results with a bias, SuiteSparse / NumPy, us: 1 x 1024 8.0 / 17.1,
-#: 4 x 1024 16.8 / 20.6, 8 x 1024 28.9 / 26.7, 16 x 1024 52 / 36 (with a clip at 32:
-#: 10.7 / 18.4, 22.6 / 22.5, 38.7 / 28.8, 70.5 / 38.8).
+#: A full or bitmap matrix of at most this many positions keeps SuiteSparse's kernels
+#: (:func:`on_values`): the NumPy way costs ~14 us however small (values taken and
+#: handed back). Full FP32 results with a bias, SuiteSparse / NumPy, us: 1 x 1024 8.0 /
+#: 17.1, 4 x 1024 16.8 / 20.6, 8 x 1024 28.9 / 26.7, 16 x 1024 52 / 36 (with a clip at
+#: 32: 10.7 / 18.4, 22.6 / 22.5, 38.7 / 28.8, 70.5 / 38.8).
 NUMPY_MIN_POSITIONS = 4096
 #: C handles of python-graphblas operators by (module, name, type) (:func:`_handle`).
 _HANDLES: dict[tuple[str, str, str], Any] = {}
+
+
+def on_values(z: Matrix) -> bool:
+    """Whether element-wise steps on ``Z`` are done in NumPy on its values: ``Z`` holds
+    a value at every position (full or bitmap) and has more than ``NUMPY_MIN_POSITIONS``.
+
+    SuiteSparse's kernels on a bitmap test each position's flag, a branch half-dense
+    data makes the processor mispredict, and some of its operators (``min``,
+    ``round``, casts from integers) have no prebuilt kernel; on a small matrix the
+    NumPy way's fixed cost is the larger.
+    """
+    nrows, ncols = z.shape
+    return nrows * ncols > NUMPY_MIN_POSITIONS and stores_positions(z)
 
 
 def add_bias_full(z: Matrix, bias: np.ndarray) -> Matrix:
@@ -146,17 +159,12 @@ def relu(z: Matrix, bias: Columns | None = None, cap: float | None = None) -> Ma
     every entry that is not positive dropped; ``Z`` is used up (modified in place and
     returned, or left empty).
 
-    A bitmap or full ``Z`` (a value at every position) of more than
-    ``NUMPY_MIN_POSITIONS`` positions is done in NumPy on its values, its flags
-    rebuilt (:func:`_relu_positions`): SuiteSparse's kernels on a bitmap test each
-    position's flag, a branch half-dense data makes the processor mispredict, and
-    its ``min`` has no prebuilt kernel. A sparse or small ``Z`` by SuiteSparse, the
-    comparison first: ``z > -b`` holds exactly when the rounded ``z + b`` is
-    positive (``b <= 0``), so only surviving entries are shifted; the two ways give
-    the same bits.
+    Where :func:`on_values` says so, in NumPy on ``Z``'s values, the flags rebuilt
+    (:func:`_relu_positions`); else by SuiteSparse, the comparison first: ``z > -b``
+    holds exactly when the rounded ``z + b`` is positive (``b <= 0``), so only
+    surviving entries are shifted. The two ways give the same bits.
     """
-    nrows, ncols = z.shape
-    if nrows * ncols > NUMPY_MIN_POSITIONS and stores_positions(z):
+    if on_values(z):
         return _relu_positions(z, bias, cap)
     if bias is None:
         # Z<Z > 0> = Z, the rest removed

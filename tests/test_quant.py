@@ -209,7 +209,8 @@ def test_integer_inference_is_bit_identical_to_int64_reference(bias_sign, quanti
     np.testing.assert_array_equal(y, reference(q, x))
     for batch_size, threads in [(7, 2), (None, 2)]:
         np.testing.assert_array_equal(q(x, batch_size=batch_size, threads=threads), y)
-    # sparse activations are quantized by SuiteSparse, full ones in NumPy: the same bits
+    # sparse and small activations are quantized and rescaled by SuiteSparse, larger
+    # full ones in NumPy (elementwise.on_values): the same bits either way
     paths = []
     # the SuiteSparse path, the NumPy path
     for module, name in ((gbdnn.elementwise, "apply_unary"), (gbdnn.kernels, "take_positions")):
@@ -219,8 +220,15 @@ def test_integer_inference_is_bit_identical_to_int64_reference(bias_sign, quanti
         )
     sparse_x = sp.csr_array(np.where(rng.random(x.shape) < 0.8, 0, x))
     np.testing.assert_array_equal(q(sparse_x).toarray(), reference(q, sparse_x.toarray()))
-    np.testing.assert_array_equal(q(x[:50]), y[:50])
-    assert {"apply_unary", "take_positions"} <= set(paths)
+    assert "apply_unary" in paths
+    for numpy_min, way, other in (
+        (0, "take_positions", None),
+        (x.size, "apply_unary", "take_positions"),
+    ):
+        monkeypatch.setattr(gbdnn.elementwise, "NUMPY_MIN_POSITIONS", numpy_min)
+        paths.clear()
+        np.testing.assert_array_equal(q(x[:50], threads=1), y[:50])
+        assert way in paths and other not in paths
     # each layer computes s_x s_w (X_q W_c) + b: a float64 "fake-quant" of the same
     # integers agrees up to float32 rounding
     a = x.astype(np.float32)

@@ -128,6 +128,38 @@ def test_relu_keeps_activations_sparse():
     assert gb.select.valuele(y, 0).new().nvals == 0
 
 
+@pytest.mark.parametrize("cap", [None, 0.5])
+@pytest.mark.parametrize("stored", ["full", "bitmap", "sparse"])
+@pytest.mark.parametrize("numpy_min", [0, None])
+def test_a_relu_alone_matches_numpy_and_leaves_its_input(monkeypatch, cap, stored, numpy_min):
+    # a ReLU not fused into a Linear: large full and bitmap inputs in NumPy on a copy
+    # of the values, the others by SuiteSparse into a new matrix
+    from gbdnn import elementwise
+
+    if numpy_min is not None:
+        monkeypatch.setattr(elementwise, "NUMPY_MIN_POSITIONS", numpy_min)
+    in_numpy = []
+    positions = elementwise._relu_positions
+    monkeypatch.setattr(
+        elementwise, "_relu_positions", lambda *a: in_numpy.append(1) or positions(*a)
+    )
+    rng = np.random.default_rng(7)
+    z = rng.normal(size=(37, 23)).astype(np.float32)
+    present = np.ones(z.shape, bool) if stored == "full" else rng.random(z.shape) < 0.6
+    m = gb.Matrix.from_coo(*np.nonzero(present), z[present], nrows=37, ncols=23)
+    m.ss.config["sparsity_control"] = [stored]
+    before = m.dup()
+    relu, _ = gbdnn.ReLU(cap).stage()
+    y = relu(m)
+    expected = np.where(present & (z > 0), z, 0)
+    if cap is not None:
+        expected = np.minimum(expected, np.float32(cap))
+    np.testing.assert_array_equal(y.to_dense(fill_value=0), expected)
+    assert y.nvals == np.count_nonzero(expected)  # no stored zeros
+    assert m.isequal(before) and m.ss.format == before.ss.format
+    assert bool(in_numpy) == (numpy_min == 0 and stored != "sparse")
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("stored", ["full", "bitmap", "sparse", "iso", "sparse, every entry"])
 @pytest.mark.parametrize("by_row", [True, False])

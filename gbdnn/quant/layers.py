@@ -159,7 +159,7 @@ class QuantizedLinear(Product, Layer):
         """``X_q = clip(round(X / s_x), q_min, q_max)`` as integers, zeros dropped."""
         lo, hi = self.input_range
         acc_type = lookup_dtype(self.acc_type)
-        if kernels.stores_positions(z):
+        if elementwise.on_values(z):
             # in NumPy on a copy of X's rows, the same IEEE steps: SuiteSparse's round,
             # min and max have no prebuilt kernels, and its kernels on a bitmap mispredict
             # a branch per position (64 ReLU rows of 1024: 1.9 ms, this 0.15)
@@ -182,7 +182,7 @@ class QuantizedLinear(Product, Layer):
 
     def _rescale(self, acc: Matrix) -> Matrix:
         """``Z = float32(ACC) * m``."""
-        if kernels.stores_positions(acc):
+        if elementwise.on_values(acc):
             # in NumPy on ACC's values (ACC used up): SuiteSparse's cast of integers
             # has no prebuilt kernel (64 x 1024 INT32: 0.47 ms), and m(j) needs no diag(m)
             values, present, by_row = kernels.take_positions(acc)
