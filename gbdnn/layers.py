@@ -178,6 +178,14 @@ class Product:
             raise ParameterError(f"path must be one of {', '.join(allowed)}, got {value!r}")
         self._path = value
 
+    @property
+    def picked_kernels(self) -> dict[tuple[int, int, bool], str]:
+        """The kernel the automatic path keeps for each kind of batch it has run:
+        ``(rows, entries as priced, alone) -> kernel``, what the next batch of that
+        kind runs while the machine's costs stay (empty for a fixed ``path``)."""
+        with self._lock:
+            return {batch: pick[0] for batch, pick in self._picks.items()}
+
     def _weight_t(self) -> Matrix:
         with self._lock:  # built on first use, once
             if self._transposed is None:

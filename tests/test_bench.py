@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from gbdnn.bench import Grid, crossovers, kernel_choice, load_rows, plot, run_grid
-from gbdnn.bench.crossover import FIELDS, _crossing, time_in_turn
+from gbdnn.bench.crossover import FIELDS, NEWER_FIELDS, _crossing, time_in_turn
 from gbdnn.bench.report import kernel_choice_table
 from gbdnn.cli import main
 from gbdnn.errors import ParameterError
-from gbdnn.tuning import settle
+from gbdnn.tuning import KERNELS, settle
 
 
 def test_crossing_is_interpolated_in_log_time():
@@ -119,14 +119,15 @@ def test_kernel_choice_pairs_the_rounds():
         for r in rows_for({"gbdnn sparse kernel": {0.99: 0.95}, "gbdnn dense kernel": {0.99: 2}})
     ]
     worse[0]["round_medians_s"] = [1.2] * 5  # 1.05x by the medians, 1.2x paired
+    worse[0]["kernel"] = "dense"  # the kernel the automatic choice ran (older grids: none)
     table = kernel_choice_table(kernel_choice([*rows, *worse]))
     assert "(FP32, 2 points timed with each kernel alone): the automatic choice took" in table
     assert "1.50x at worst, 1 point over 1.10x; paired round by round (2 points)" in table
     assert "1.20x at worst, 1 point over 1.10x." in table
     lines = [line for line in table.splitlines() if line.startswith("| 8x8")]
     assert lines == [
-        "| 8x8 | 1 | 0 % | 90 % | 1.50 | 1.05 | sparse |",
-        "| 8x8 | 1 | 0 % | 99 % | 1.05 | 1.20 | sparse |",
+        "| 8x8 | 1 | 0 % | 90 % | 1.50 | 1.05 | sparse | n/a |",
+        "| 8x8 | 1 | 0 % | 99 % | 1.05 | 1.20 | sparse | dense |",
     ]
 
 
@@ -151,6 +152,12 @@ def test_grid_run_resume_and_figures(tmp_path, tiny):
     assert all(r["correct"] for r in rows), [r for r in rows if not r["correct"]]
     assert all(r["median_s"] > 0 and r["weight_bytes"] > 0 for r in rows)
     assert {r["blas"] for r in rows} and all(r["threads"] >= 1 for r in rows)
+    # gbdnn's rows say which kernel(s) its layer ran, the peers' none
+    for r in rows:
+        if r["implementation"].startswith("gbdnn"):
+            assert r["kernel"] and set(r["kernel"].split("+")) <= set(KERNELS), r
+        else:
+            assert r["kernel"] == "", r
     saved = load_rows(tmp_path / "crossover.csv")
     assert len(saved) == len(rows) and saved[0]["implementation"] == rows[0]["implementation"]
 
@@ -181,8 +188,8 @@ def test_resume_goes_on_in_an_older_grids_columns(tmp_path, tiny):
     old = dataclasses.replace(tiny, dtypes=("float32",), implementations=("gbdnn", "SciPy CSR"))
     rows = run_grid(old, tmp_path, progress=False)
     path = tmp_path / "crossover.csv"
-    # the CSV as a gbdnn that kept no round's median wrote it, one point left to measure
-    columns = [f for f in FIELDS if f != "round_medians_s"]
+    # the CSV as a gbdnn that kept no round's median nor kernel wrote it, one point left
+    columns = [f for f in FIELDS if f not in NEWER_FIELDS]
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
@@ -190,7 +197,8 @@ def test_resume_goes_on_in_an_older_grids_columns(tmp_path, tiny):
     again = run_grid(old, tmp_path, resume=True, progress=False)
     assert len(again) == len(rows) and again[-1]["round_medians_s"]
     saved = load_rows(path)
-    assert len(saved) == len(rows) and all(r["round_medians_s"] == [] for r in saved)
+    assert len(saved) == len(rows)
+    assert all(r["round_medians_s"] == [] and r["kernel"] == "" for r in saved)
     assert path.read_text().splitlines()[0] == ",".join(columns)
     # a CSV that is no grid's is not appended to
     path.write_text("a,b\n1,2\n")

@@ -68,11 +68,14 @@ FIELDS = [
     "weight_bytes",
     "convert_s",
     "round_medians_s",
+    "kernel",
     "threads",
     "cpu",
     "blas",
     "versions",
 ]
+#: Columns a grid of an older gbdnn did not write.
+NEWER_FIELDS = {"round_medians_s", "kernel"}
 
 
 def _values(value: object, each) -> bool:
@@ -308,6 +311,7 @@ def load_rows(path: str | Path) -> list[dict]:
             row["correct"] = row["correct"] == "True"
             # (a grid of an older gbdnn kept no round's median)
             row["round_medians_s"] = [float(v) for v in (row.get("round_medians_s") or "").split()]
+            row.setdefault("kernel", "")
             rows.append(row)
     return rows
 
@@ -319,7 +323,7 @@ def _header(csv_path: Path) -> list[str] | None:
         return None
     with open(csv_path, newline="") as f:
         header = next(csv.reader(f), None)
-    if header is not None and not (set(FIELDS) - {"round_medians_s"} <= set(header) <= set(FIELDS)):
+    if header is not None and not (set(FIELDS) - NEWER_FIELDS <= set(header) <= set(FIELDS)):
         raise ValueError(f"{csv_path} is not a crossover grid's CSV: its columns are {header}")
     return header
 
@@ -391,10 +395,10 @@ def run_grid(
             ours = any(name.startswith("gbdnn") for name in impls)
             convert = conversion_seconds(x, dtype) if ours else 0.0
             prepared = {name: prepare(w, x, dtype) for name, prepare in impls.items()}
-            timed = time_in_turn({name: p[0] for name, p in prepared.items()}, grid)
-            for name, (_, to_dense, nbytes) in prepared.items():
+            timed = time_in_turn({name: p.run for name, p in prepared.items()}, grid)
+            for name, p in prepared.items():
                 t = timed[name]
-                got = to_dense(t.output).astype(np.float64)
+                got = p.to_dense(t.output).astype(np.float64)
                 err = float(np.linalg.norm(got - ref) / max(np.linalg.norm(ref), 1e-300))
                 row = {
                     **point,
@@ -404,9 +408,10 @@ def run_grid(
                     "repeats": t.repeats,
                     "rel_error": err,
                     "correct": err <= TOLERANCE[dtype],
-                    "weight_bytes": nbytes() if callable(nbytes) else nbytes,
+                    "weight_bytes": p.nbytes() if callable(p.nbytes) else p.nbytes,
                     "convert_s": convert if name.startswith("gbdnn") else 0.0,
                     "round_medians_s": list(t.rounds),
+                    "kernel": p.kernel() if p.kernel else "",
                     **common,
                 }
                 writer.writerow({**row, "round_medians_s": " ".join(map(repr, t.rounds))})
@@ -515,7 +520,9 @@ def kernel_choice(rows: Iterable[dict]) -> list[dict]:
     within each round (:func:`time_in_turn`), where both were timed in at least
     ``PAIRED_ROUNDS`` (else None): the two meet the same spells of the machine
     in a round, which the ratio of whole medians charges to whichever met more
-    slow ones.
+    slow ones. ``auto_kernel`` is the kernel(s) the automatic choice ran (empty
+    in a grid of an older gbdnn), which tells a choice of another kernel from
+    the same kernel timed slower.
     """
     times: dict[tuple, dict[str, dict]] = {}
     for r in rows:  # per value type: "gbdnn" is timed in each
@@ -542,6 +549,7 @@ def kernel_choice(rows: Iterable[dict]) -> list[dict]:
                 "sparsity": sparsity,
                 "dtype": dtype,
                 "auto_s": float(auto["median_s"]),
+                "auto_kernel": auto.get("kernel", ""),
                 "best_kernel": best,
                 "best_s": float(alone[best]["median_s"]),
                 "ratio": float(auto["median_s"]) / float(alone[best]["median_s"]),

@@ -1,10 +1,11 @@
 """The implementations timed by the harness: gbdnn and the libraries users would pick.
 
-Each implementation is a function ``prepare(w, x, dtype) -> (run, result, nbytes)``:
-untimed setup that returns the timed callable, a function turning its output
-into a dense NumPy array (for the correctness check after timing), and the
-bytes its weight format holds at rest (or a function asked after timing, for
-gbdnn, whose layers keep the copies of ``W`` their kernels built). ``w`` is the dense float64 weight
+Each implementation is a function ``prepare(w, x, dtype) -> Prepared``: untimed
+setup that returns the timed callable, a function turning its output into a
+dense NumPy array (for the correctness check after timing), the bytes its
+weight format holds at rest (or a function asked after timing, for gbdnn, whose
+layers keep the copies of ``W`` their kernels built) and, for gbdnn, the kernel
+its layer ran (asked after timing). ``w`` is the dense float64 weight
 ``(in, out)``, ``x`` the dense float64 input ``(batch, in)``; the layer
 computed is ``Y = X W`` (``dtype`` "int8" means 8-bit weights with 8-bit
 activations and int32 accumulation).
@@ -16,13 +17,14 @@ import warnings
 from collections.abc import Callable
 from functools import partial
 from importlib.util import find_spec
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
 
 from ..convert import to_matrix
 from ..dtypes import value_type
-from ..layers import Linear
+from ..layers import Linear, Product
 from ..model import Sequential
 from ..quant import ActivationQuantizer, UniformQuantizer, quantize_model
 
@@ -36,7 +38,23 @@ DENSE_PEERS = ("NumPy dense", "NumPy dense FP32", "PyTorch dense", "PyTorch dyna
 #: Implementations on a dense BLAS (a thread pool that spins after its calls).
 ON_BLAS = ("gbdnn blas kernel", *DENSE_PEERS)
 
-Prepared = tuple[Callable[[], object], Callable[[object], np.ndarray], int | Callable[[], int]]
+
+class Prepared(NamedTuple):
+    """An implementation made ready to time at one grid point."""
+
+    run: Callable[[], object]
+    to_dense: Callable[[object], np.ndarray]
+    nbytes: int | Callable[[], int]
+    kernel: Callable[[], str] | None = None  # gbdnn's: the kernel(s) its layer ran
+
+
+def _kernel(model: Sequential) -> Callable[[], str]:
+    """The kernel(s) the product layer of ``model`` ran, "+"-joined, asked after timing:
+    its ``path``, or on the automatic path the kernels it keeps for the batches it ran."""
+    (layer,) = [layer for layer in model if isinstance(layer, Product)]
+    return lambda: (
+        layer.path if layer.path != "auto" else "+".join(sorted(set(layer.picked_kernels.values())))
+    )
 
 
 def _float(dtype: str) -> np.dtype:
@@ -51,10 +69,11 @@ def gbdnn_float(w, x, dtype, path: str = "auto") -> Prepared:
     vtype = value_type(dtype)
     model = Sequential([Linear(w, dtype=dtype, path=path)])
     xm = to_matrix(x.astype(vtype.numpy), vtype, "X")
-    return (
+    return Prepared(
         lambda: model.predict(xm, output="graphblas"),
         lambda y: y.to_dense(fill_value=0, dtype=vtype.numpy),
         lambda: model.weight_bytes,
+        _kernel(model),
     )
 
 
@@ -67,17 +86,18 @@ def gbdnn_int8(w, x, dtype) -> Prepared:
         activations=ActivationQuantizer(8),
     )
     xm = to_matrix(x.astype(np.float32), value_type("float32"), "X")
-    return (
+    return Prepared(
         lambda: model.predict(xm, output="graphblas"),
         lambda y: y.to_dense(fill_value=0, dtype=np.float32),
         lambda: model.weight_bytes,
+        _kernel(model),
     )
 
 
 def numpy_dense(w, x, dtype) -> Prepared:
     ft = _float(dtype)
     wd, xd = w.astype(ft), x.astype(ft)
-    return (lambda: xd @ wd), np.asarray, wd.nbytes
+    return Prepared(lambda: xd @ wd, np.asarray, wd.nbytes)
 
 
 def scipy_csr(w, x, dtype) -> Prepared:
@@ -87,7 +107,9 @@ def scipy_csr(w, x, dtype) -> Prepared:
     if np.count_nonzero(xs) <= 0.5 * xs.size:  # ReLU-like inputs go in sparse
         xs = sp.csr_array(xs)
     nbytes = ws.data.nbytes + ws.indices.nbytes + ws.indptr.nbytes
-    return (lambda: xs @ ws), (lambda y: y.toarray() if sp.issparse(y) else np.asarray(y)), nbytes
+    return Prepared(
+        lambda: xs @ ws, lambda y: y.toarray() if sp.issparse(y) else np.asarray(y), nbytes
+    )
 
 
 def torch_dense(w, x, dtype) -> Prepared:
@@ -100,7 +122,7 @@ def torch_dense(w, x, dtype) -> Prepared:
         with torch.no_grad():
             return xt @ wt
 
-    return run, (lambda y: y.numpy()), wt.numel() * wt.element_size()
+    return Prepared(run, lambda y: y.numpy(), wt.numel() * wt.element_size())
 
 
 def torch_sparse_csr(w, x, dtype) -> Prepared:
@@ -119,7 +141,7 @@ def torch_sparse_csr(w, x, dtype) -> Prepared:
     nbytes = sum(
         t.numel() * t.element_size() for t in (wt.values(), wt.col_indices(), wt.crow_indices())
     )
-    return run, (lambda y: y.numpy().T), nbytes
+    return Prepared(run, lambda y: y.numpy().T, nbytes)
 
 
 def torch_int8_dynamic(w, x, dtype) -> Prepared:
@@ -140,7 +162,7 @@ def torch_int8_dynamic(w, x, dtype) -> Prepared:
         with torch.no_grad():
             return q(xt)
 
-    return run, (lambda y: y.numpy()), w.size  # one byte per weight
+    return Prepared(run, lambda y: y.numpy(), w.size)  # one byte per weight
 
 
 def implementations(dtype: str) -> dict[str, Callable]:

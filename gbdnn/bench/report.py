@@ -80,8 +80,8 @@ def kernel_choice_table(choices: list[dict], limit: float = 1.10, most: int = 12
         f"Kernel choice (FP32, {_points(len(choices))} timed with each kernel alone): {summary}.",
         "",
         "| shape | batch | input zeros | weight sparsity | auto / faster kernel "
-        "| paired by round | faster |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| paired by round | faster | auto ran |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
 
     def worst(c: dict) -> float:
@@ -92,6 +92,7 @@ def kernel_choice_table(choices: list[dict], limit: float = 1.10, most: int = 12
         lines.append(
             f"| {c['shape']} | {c['batch']} | {100 * c['activation']:.0f} % "
             f"| {100 * c['sparsity']:g} % | {c['ratio']:.2f} "
-            f"| {'n/a' if pair is None else f'{pair:.2f}'} | {c['best_kernel']} |"
+            f"| {'n/a' if pair is None else f'{pair:.2f}'} | {c['best_kernel']} "
+            f"| {c['auto_kernel'] or 'n/a'} |"
         )
     return "\n".join(lines)
