@@ -14,6 +14,7 @@ from fp_bounds import FP32, FP64, bound
 from graphblas import Matrix
 
 import gbdnn
+from gbdnn import elementwise
 
 SIZES = (20, 30, 25, 10)
 TOL = {"float32": {"rtol": 2e-5, "atol": 2e-5}, "float64": {"rtol": 1e-12, "atol": 1e-12}}
@@ -128,14 +129,9 @@ def test_relu_keeps_activations_sparse():
     assert gb.select.valuele(y, 0).new().nvals == 0
 
 
-@pytest.mark.parametrize("cap", [None, 0.5])
-@pytest.mark.parametrize("stored", ["full", "bitmap", "sparse"])
-@pytest.mark.parametrize("numpy_min", [0, None])
-def test_a_relu_alone_matches_numpy_and_leaves_its_input(monkeypatch, cap, stored, numpy_min):
-    # a ReLU not fused into a Linear: large full and bitmap inputs in NumPy on a copy
-    # of the values, the others by SuiteSparse into a new matrix
-    from gbdnn import elementwise
-
+def relus_in_numpy(monkeypatch, numpy_min: int | None) -> list:
+    """Set ``elementwise.NUMPY_MIN_POSITIONS`` (None: leave it); return a list that
+    grows by one for every ReLU done in NumPy."""
     if numpy_min is not None:
         monkeypatch.setattr(elementwise, "NUMPY_MIN_POSITIONS", numpy_min)
     in_numpy = []
@@ -143,6 +139,16 @@ def test_a_relu_alone_matches_numpy_and_leaves_its_input(monkeypatch, cap, store
     monkeypatch.setattr(
         elementwise, "_relu_positions", lambda *a: in_numpy.append(1) or positions(*a)
     )
+    return in_numpy
+
+
+@pytest.mark.parametrize("cap", [None, 0.5])
+@pytest.mark.parametrize("stored", ["full", "bitmap", "sparse"])
+@pytest.mark.parametrize("numpy_min", [0, None])
+def test_a_relu_alone_matches_numpy_and_leaves_its_input(monkeypatch, cap, stored, numpy_min):
+    # a ReLU not fused into a Linear: large full and bitmap inputs in NumPy on a copy
+    # of the values, the others by SuiteSparse into a new matrix
+    in_numpy = relus_in_numpy(monkeypatch, numpy_min)
     rng = np.random.default_rng(7)
     z = rng.normal(size=(37, 23)).astype(np.float32)
     present = np.ones(z.shape, bool) if stored == "full" else rng.random(z.shape) < 0.6
@@ -169,15 +175,7 @@ def test_relu_kernel_is_bit_identical_to_numpy_in_every_format(
 ):
     # full and bitmap Z go through NumPy, sparse Z through SuiteSparse: the same bits;
     # so do full and bitmap Z of up to NUMPY_MIN_POSITIONS positions (37 x 23 here)
-    from gbdnn import elementwise
-
-    if numpy_min is not None:
-        monkeypatch.setattr(elementwise, "NUMPY_MIN_POSITIONS", numpy_min)
-    in_numpy = []
-    positions = elementwise._relu_positions
-    monkeypatch.setattr(
-        elementwise, "_relu_positions", lambda *a: in_numpy.append(1) or positions(*a)
-    )
+    in_numpy = relus_in_numpy(monkeypatch, numpy_min)
     rng = np.random.default_rng(42)
     z = rng.normal(size=(37, 23)).astype(dtype)
     every = stored in ("full", "iso", "sparse, every entry")
