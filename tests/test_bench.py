@@ -123,12 +123,18 @@ def test_kernel_choice_pairs_the_rounds():
     table = kernel_choice_table(kernel_choice([*rows, *worse]))
     assert "(FP32, 2 points timed with each kernel alone): the automatic choice took" in table
     assert "1.50x at worst, 1 point over 1.10x; paired round by round (2 points)" in table
-    assert "1.20x at worst, 1 point over 1.10x." in table
+    assert "1.20x at worst, 1 point over 1.10x; the kernel it ran" in table
+    # the pick judged by its kernel's own time alone: dense, 2 / 0.95
+    assert "timed alone (1 point where it ran one) 2.11x the faster" in table
     lines = [line for line in table.splitlines() if line.startswith("| 8x8")]
     assert lines == [
-        "| 8x8 | 1 | 0 % | 90 % | 1.50 | 1.05 | sparse | n/a |",
-        "| 8x8 | 1 | 0 % | 99 % | 1.05 | 1.20 | sparse | dense |",
+        "| 8x8 | 1 | 0 % | 90 % | 1.50 | 1.05 | sparse | n/a | n/a |",
+        "| 8x8 | 1 | 0 % | 99 % | 1.05 | 1.20 | sparse | dense | 2.11 |",
     ]
+    ran = {c["sparsity"]: c["pick_ratio"] for c in kernel_choice([*rows, *worse])}
+    assert ran[0.9] is None and ran[0.99] == pytest.approx(2 / 0.95)
+    worse[0]["kernel"] = "dot"  # a kernel not timed alone: no pick ratio
+    assert kernel_choice(worse)[0]["pick_ratio"] is None
 
 
 @pytest.fixture

@@ -521,8 +521,10 @@ def kernel_choice(rows: Iterable[dict]) -> list[dict]:
     ``PAIRED_ROUNDS`` (else None): the two meet the same spells of the machine
     in a round, which the ratio of whole medians charges to whichever met more
     slow ones. ``auto_kernel`` is the kernel(s) the automatic choice ran (empty
-    in a grid of an older gbdnn), which tells a choice of another kernel from
-    the same kernel timed slower.
+    in a grid of an older gbdnn), and ``pick_ratio`` that kernel's own time alone
+    over the faster kernel's (None where it ran another, the dot kernel, or
+    several): it judges the pick apart from the noise between two timings of
+    one kernel.
     """
     times: dict[tuple, dict[str, dict]] = {}
     for r in rows:  # per value type: "gbdnn" is timed in each
@@ -541,6 +543,7 @@ def kernel_choice(rows: Iterable[dict]) -> list[dict]:
             continue
         best = min(alone, key=lambda k: float(alone[k]["median_s"]))
         auto = t["gbdnn"]
+        ran = alone.get(auto.get("kernel", ""))
         out.append(
             {
                 "shape": shape,
@@ -550,6 +553,9 @@ def kernel_choice(rows: Iterable[dict]) -> list[dict]:
                 "dtype": dtype,
                 "auto_s": float(auto["median_s"]),
                 "auto_kernel": auto.get("kernel", ""),
+                "pick_ratio": None
+                if ran is None
+                else float(ran["median_s"]) / float(alone[best]["median_s"]),
                 "best_kernel": best,
                 "best_s": float(alone[best]["median_s"]),
                 "ratio": float(auto["median_s"]) / float(alone[best]["median_s"]),

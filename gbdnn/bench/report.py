@@ -57,6 +57,10 @@ def _points(n: int) -> str:
     return f"{n} point" if n == 1 else f"{n} points"
 
 
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
 def _worst(values: list[float], limit: float, what: str) -> str:
     """``what`` took: its median and its worst value, and how many are over ``limit``."""
     ordered = sorted(values)
@@ -76,23 +80,27 @@ def kernel_choice_table(choices: list[dict], limit: float = 1.10, most: int = 12
     summary = _worst([c["ratio"] for c in choices], limit, "the automatic choice took")
     if paired:
         summary += "; " + _worst(paired, limit, f"paired round by round ({_points(len(paired))})")
+    picks = [c["pick_ratio"] for c in choices if c["pick_ratio"] is not None]
+    if picks:
+        summary += "; " + _worst(
+            picks, limit, f"the kernel it ran, timed alone ({_points(len(picks))} where it ran one)"
+        )
     lines = [
         f"Kernel choice (FP32, {_points(len(choices))} timed with each kernel alone): {summary}.",
         "",
         "| shape | batch | input zeros | weight sparsity | auto / faster kernel "
-        "| paired by round | faster | auto ran |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+        "| paired by round | faster | auto ran | its kernel alone / faster |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: |",
     ]
 
     def worst(c: dict) -> float:
         return max(c["ratio"], c["paired_ratio"] or 0.0)
 
     for c in sorted(choices, key=worst, reverse=True)[:most]:
-        pair = c["paired_ratio"]
         lines.append(
             f"| {c['shape']} | {c['batch']} | {100 * c['activation']:.0f} % "
             f"| {100 * c['sparsity']:g} % | {c['ratio']:.2f} "
-            f"| {'n/a' if pair is None else f'{pair:.2f}'} | {c['best_kernel']} "
-            f"| {c['auto_kernel'] or 'n/a'} |"
+            f"| {_ratio(c['paired_ratio'])} | {c['best_kernel']} "
+            f"| {c['auto_kernel'] or 'n/a'} | {_ratio(c['pick_ratio'])} |"
         )
     return "\n".join(lines)
