@@ -98,7 +98,7 @@ def main() -> None:
     w, x = _data(shape, args.batch, args.sparsity, args.activation, DEFAULT_GRID.seed)
     log: list = []
     runs = {
-        name: logged(name, prepare(w, x, args.dtype)[0], log) for name, prepare in impls.items()
+        name: logged(name, prepare(w, x, args.dtype).run, log) for name, prepare in impls.items()
     }
     print(environment())
     print(

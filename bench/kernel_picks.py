@@ -4,7 +4,10 @@ The grid times the automatic choice and the sparse, dense and BLAS kernels
 alone as separate implementations (in turn, round by round); when the choice
 picked one of them, the two timings of the same kernel still differ by the
 machine's noise, which a comparison of the two judges as much as the choice.
-This script replays each point (same data, same seed, this machine's costs)
+A grid of this gbdnn records the kernel its layer ran (the ``kernel`` column;
+``kernel_choice``'s ``pick_ratio``); this script tells the same of a grid of an
+older gbdnn, or what this machine's costs pick at another machine's grid points.
+It replays each point (same data, same seed, this machine's costs)
 and records the kernel that computed every batch of the timed calls (after
 two warm-up calls, as in the grid, which make the layer's trials of kernels
 the cost model finds close: ``tuning.trial``; a replay's trial is timed
@@ -80,7 +83,7 @@ def picks(csv_path: str) -> list[dict]:
     for (shape, batch, activation, sparsity), t in sorted(times.items()):
         n_in, n_out = (int(v) for v in shape.split("x"))
         w, x = _data((n_in, n_out), batch, sparsity, activation, DEFAULT_GRID.seed)
-        kinds = _picked(gbdnn_float(w, x, "float32")[0])
+        kinds = _picked(gbdnn_float(w, x, "float32").run)
         alone = {k: t[f"gbdnn {k} kernel"] for k in KERNEL_CHECKS if f"gbdnn {k} kernel" in t}
         best = min(alone, key=alone.get)
         (kind,) = kinds if len(kinds) == 1 else ("",)

@@ -36,10 +36,10 @@ POINTS = [
 )
 def test_point(benchmark, shape, batch, sparsity, activation, dtype, name, grid):
     w, x = _data(shape, batch, sparsity, activation, QUICK_GRID.seed)
-    run, to_dense, _ = implementations(dtype)[name](w, x, dtype)
-    out = benchmark(run)
+    prepared = implementations(dtype)[name](w, x, dtype)
+    out = benchmark(prepared.run)
     ref = x @ w
-    err = np.linalg.norm(to_dense(out) - ref) / max(np.linalg.norm(ref), 1e-300)
+    err = np.linalg.norm(prepared.to_dense(out) - ref) / max(np.linalg.norm(ref), 1e-300)
     assert err <= TOLERANCE[dtype]
     group = f"crossover {shape[0]}x{shape[1]} b{batch} {dtype} act{activation}"
     if grid == "small":  # gbdnn against SciPy at each sparsity
