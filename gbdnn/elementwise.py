@@ -22,6 +22,7 @@ from suitesparse_graphblas import ffi, lib
 from .kernels import (
     empty_matrix,
     give,
+    handle,
     plus_assign,
     plus_times_into,
     stored_by_row,
@@ -35,8 +36,6 @@ from .kernels import (
 #: 17.1, 4 x 1024 16.8 / 20.6, 8 x 1024 28.9 / 26.7, 16 x 1024 52 / 36 (with a clip at
 #: 32: 10.7 / 18.4, 22.6 / 22.5, 38.7 / 28.8, 70.5 / 38.8).
 NUMPY_MIN_POSITIONS = 4096
-#: C handles of python-graphblas operators by (module, name, type) (:func:`_handle`).
-_HANDLES: dict[tuple[str, str, str], Any] = {}
 
 
 def on_values(z: Matrix) -> bool:
@@ -66,17 +65,6 @@ def add_bias_full(z: Matrix, bias: np.ndarray) -> Matrix:
     return c
 
 
-def _handle(ops: Any, name: str, dtype: DataType) -> Any:
-    """The C handle of the python-graphblas operator ``ops.<name>`` on ``dtype``
-    (``ops`` the module ``binary``, ``select``, ``unary`` or ``semiring``), looked up
-    once: python-graphblas's lookup costs ~3 us."""
-    key = (ops.__name__, name, dtype.name)
-    handle = _HANDLES.get(key)
-    if handle is None:
-        handle = _HANDLES[key] = getattr(ops, name)[dtype]._carg
-    return handle
-
-
 def apply_right(c: Matrix, op: str, a: Matrix, value: float) -> None:
     """``C = op(A, value)`` on the stored entries of ``A``.
 
@@ -87,8 +75,8 @@ def apply_right(c: Matrix, op: str, a: Matrix, value: float) -> None:
     Graph Challenge layer (``bench/README.md``).
     """
     call = getattr(lib, f"GrB_Matrix_apply_BinaryOp2nd_{c.dtype.name}")
-    handle = _handle(binary, op, c.dtype)
-    check_status(call(c._carg, ffi.NULL, ffi.NULL, handle, a._carg, value, ffi.NULL), c)
+    op_c = handle(binary, op, c.dtype)
+    check_status(call(c._carg, ffi.NULL, ffi.NULL, op_c, a._carg, value, ffi.NULL), c)
 
 
 def select_right(c: Matrix, op: str, a: Matrix, value: float) -> None:
@@ -99,15 +87,15 @@ def select_right(c: Matrix, op: str, a: Matrix, value: float) -> None:
     shape, of any type (the values are cast to it). One C call, as :func:`apply_right`.
     """
     call = getattr(lib, f"GrB_Matrix_select_{a.dtype.name}")
-    handle = _handle(select, op, a.dtype)
-    check_status(call(c._carg, ffi.NULL, ffi.NULL, handle, a._carg, value, ffi.NULL), c)
+    op_c = handle(select, op, a.dtype)
+    check_status(call(c._carg, ffi.NULL, ffi.NULL, op_c, a._carg, value, ffi.NULL), c)
 
 
 def apply_unary(c: Matrix, op: str, a: Matrix) -> None:
     """``C = op(A)`` on the stored entries of ``A`` (``op`` a python-graphblas unary
     operator of ``C``'s value type, e.g. "round" or "identity" to cast); one C call."""
-    handle = _handle(unary, op, c.dtype)
-    check_status(lib.GrB_Matrix_apply(c._carg, ffi.NULL, ffi.NULL, handle, a._carg, ffi.NULL), c)
+    op_c = handle(unary, op, c.dtype)
+    check_status(lib.GrB_Matrix_apply(c._carg, ffi.NULL, ffi.NULL, op_c, a._carg, ffi.NULL), c)
 
 
 def like(m: Matrix, dtype: DataType | None = None) -> Matrix:
@@ -125,7 +113,7 @@ def diagonal(values: np.ndarray) -> Matrix:
 def plus_diagonal(z: Matrix, d: Matrix) -> None:
     """In place, ``Z(i,j) += d(j)`` for the stored entries of ``Z`` only."""
     # Z = Z (+.+) D: each stored Z(i,j) meets only D(j,j)
-    plus_plus = _handle(semiring, "plus_plus", z.dtype)
+    plus_plus = handle(semiring, "plus_plus", z.dtype)
     check_status(lib.GrB_mxm(z._carg, ffi.NULL, ffi.NULL, plus_plus, z._carg, d._carg, ffi.NULL), z)
 
 

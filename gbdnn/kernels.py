@@ -25,7 +25,7 @@ import sys
 import threading
 import weakref
 from collections import OrderedDict
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from graphblas import Matrix, agg, binary, monoid, semiring, unary
@@ -85,7 +85,9 @@ MADV_HUGEPAGE = 14
 ZERO_COPY_BYTES = 1 << 18
 #: Shapes of zero matrices each thread keeps for :func:`_zeros` (the last used).
 ZERO_SHAPES = 8
-#: C handles of the operators of each value type (a python-graphblas lookup costs 3 us).
+#: C handles of python-graphblas operators by (module, name, type) (:func:`handle`).
+_HANDLES: dict[tuple[str, str, str], Any] = {}
+#: The handles the kernels call for each value type, together (:func:`_ops`).
 _OPS: dict[str, _Ops] = {}
 
 
@@ -382,15 +384,26 @@ class _Ops(NamedTuple):
     scalar: str  # the C type of that scalar, as ffi.new takes it
 
 
+def handle(ops: Any, name: str, dtype: DataType) -> Any:
+    """The C handle of the python-graphblas operator ``ops.<name>`` on ``dtype``
+    (``ops`` the module ``binary``, ``monoid``, ``select``, ``unary`` or ``semiring``),
+    looked up once: python-graphblas's lookup costs ~3 us."""
+    key = (ops.__name__, name, dtype.name)
+    found = _HANDLES.get(key)
+    if found is None:
+        found = _HANDLES[key] = getattr(ops, name)[dtype]._carg
+    return found
+
+
 def _ops(dtype: DataType) -> _Ops:
     """The operators of ``dtype``, looked up once (by name: a DataType hashes in Python)."""
     ops = _OPS.get(dtype.name)
     if ops is None:
         ops = _OPS[dtype.name] = _Ops(
-            semiring.plus_times[dtype]._carg,
-            binary.plus[dtype]._carg,
-            unary.identity[dtype]._carg,
-            monoid.plus[dtype]._carg,
+            handle(semiring, "plus_times", dtype),
+            handle(binary, "plus", dtype),
+            handle(unary, "identity", dtype),
+            handle(monoid, "plus", dtype),
             getattr(lib, f"GrB_Matrix_reduce_{dtype.name}"),
             f"{dtype.c_type}*",
         )
