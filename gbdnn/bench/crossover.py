@@ -542,8 +542,10 @@ def kernel_choice(rows: Iterable[dict]) -> list[dict]:
         if "gbdnn" not in t or len(alone) < 2:  # (a grid of an older gbdnn timed two)
             continue
         best = min(alone, key=lambda k: float(alone[k]["median_s"]))
+        best_s = float(alone[best]["median_s"])
         auto = t["gbdnn"]
-        ran = alone.get(auto.get("kernel", ""))
+        auto_kernel = auto.get("kernel", "")
+        ran = alone.get(auto_kernel)
         out.append(
             {
                 "shape": shape,
@@ -552,13 +554,11 @@ def kernel_choice(rows: Iterable[dict]) -> list[dict]:
                 "sparsity": sparsity,
                 "dtype": dtype,
                 "auto_s": float(auto["median_s"]),
-                "auto_kernel": auto.get("kernel", ""),
-                "pick_ratio": None
-                if ran is None
-                else float(ran["median_s"]) / float(alone[best]["median_s"]),
+                "auto_kernel": auto_kernel,
+                "pick_ratio": None if ran is None else float(ran["median_s"]) / best_s,
                 "best_kernel": best,
-                "best_s": float(alone[best]["median_s"]),
-                "ratio": float(auto["median_s"]) / float(alone[best]["median_s"]),
+                "best_s": best_s,
+                "ratio": float(auto["median_s"]) / best_s,
                 "paired_ratio": paired_ratio(
                     auto.get("round_medians_s", []), alone[best].get("round_medians_s", [])
                 ),
